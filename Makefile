@@ -1,0 +1,61 @@
+# CESAR ops stack. `make up` runs the stack in Docker; `make test` tests it on this machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS ?= never
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+COMPOSE ?= docker compose
+
+.PHONY: help install up down logs migrate dev test test-fast lint format verify bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+install: $(UV) ## install every package of the workspace from uv.lock into .venv
+	$(UV) sync --all-packages --locked
+
+up: ## run the whole stack with Docker Compose (creates .env from .env.example first)
+	@test -f .env || { cp .env.example .env; echo "created .env from .env.example: edit it"; }
+	$(COMPOSE) up -d --wait
+
+down: ## stop the stack (volumes are kept; `docker compose down -v` removes them)
+	$(COMPOSE) down
+
+logs: ## follow the stack's logs
+	$(COMPOSE) logs -f --tail=100
+
+migrate: install ## apply migrations to DATABASE_URL / COCKROACH_DB_URL
+	$(UV) run cesar-migrate apply
+
+dev: install ## run every service as a local process against DATABASE_URL and REDIS_URL
+	$(UV) run honcho -f Procfile.dev start
+
+test: install ## the whole suite (starts PostgreSQL and Redis when needed)
+	./scripts/ensure-services.sh
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-fast: install ## the suite without slow, e2e, browser and fault tests
+	./scripts/ensure-services.sh
+	$(UV) run pytest -m "not slow and not e2e and not browser and not faults" $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy (strict on src/)
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy libs/cesar-core/src services/*/src
+
+format: install ## format the code
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+verify: install ## check a running stack, one line per item (API_URL, DATABASE_URL, ...)
+	$(UV) run python -m cesar_core.verify
+
+bench: install ## benchmarks; results in bench/results/
+	./scripts/ensure-services.sh
+	$(UV) run python -m bench
+
+clean: ## remove the virtualenv and caches
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""CESAR API: health, metrics, data, jobs, workflows, live events"""

@@ -1,0 +1,1 @@
+"""CESAR dashboard: Streamlit ops console"""

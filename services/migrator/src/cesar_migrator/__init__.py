@@ -1,0 +1,1 @@
+"""cesar-migrate: the command line and container around cesar_core.migrations."""

@@ -1,0 +1,5 @@
+import sys
+
+from cesar_migrator.cli import main
+
+sys.exit(main())

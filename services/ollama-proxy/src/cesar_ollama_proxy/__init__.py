@@ -1,0 +1,1 @@
+"""CESAR Ollama proxy: cache, rate limits, metrics"""

@@ -1,0 +1,1 @@
+"""CESAR worker: arq jobs mirrored into job_queue, reconciler and cron duties"""
