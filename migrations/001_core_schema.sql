@@ -1,7 +1,7 @@
 -- 001 core schema: agents, their event stream, and market data.
 -- Portable SQL (CockroachDB v26.2 and PostgreSQL 15): every statement is idempotent.
 -- agent_events is high-churn: expires_at (30 days) is enforced by row-level TTL on
--- CockroachDB (001_core_schema.cockroach.sql) and by the worker's prune job on PostgreSQL.
+-- CockroachDB (001_core_schema.cockroach.sql) and by the worker prune job on PostgreSQL.
 
 CREATE TABLE IF NOT EXISTS agents (
     id                UUID PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS learning_episodes (
     started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     ended_at     TIMESTAMPTZ,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT learning_episodes_type_check CHECK (episode_type IN ('task', 'feedback', 'exploration', 'evaluation', 'demonstration')),
     CONSTRAINT learning_episodes_outcome_check CHECK (outcome IN ('success', 'failure', 'partial', 'unknown'))
 );
