@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from cesar_core.db import Database, parse_engine
+from cesar_core.errors import DatabaseUnavailable, SerializationFailure
+
+
+def test_engine_detection_from_banner() -> None:
+    crdb = parse_engine("CockroachDB CCL v26.2.1 (x86_64-pc-linux-gnu, built 2026/05/01)")
+    assert (crdb.name, crdb.version, crdb.is_cockroach) == ("cockroachdb", "26.2.1", True)
+    pg = parse_engine("PostgreSQL 15.19 (Debian 15.19-0+deb12u1) on x86_64-pc-linux-gnu")
+    assert (pg.name, pg.version) == ("postgresql", "15.19")
+
+
+async def test_pool_reports_engine_and_stats(db: Database) -> None:
+    assert db.engine.name == "postgresql"
+    stats = db.stats()
+    assert stats.max == 5 and 1 <= stats.size <= 5 and 0 <= stats.free <= stats.size
+    assert await db.ping() >= 0
+
+
+async def test_test_databases_are_serializable(db: Database) -> None:
+    async with db.connection() as conn:
+        assert await conn.fetchval("SHOW default_transaction_isolation") == "serializable"
+
+
+async def test_transaction_retries_serialization_failures(db: Database) -> None:
+    """Two transactions that read and write the same rows: one gets 40001 and is retried."""
+    async with db.connection() as conn:
+        await conn.execute("CREATE TABLE counter (id INT8 PRIMARY KEY, n INT8 NOT NULL)")
+        await conn.execute("INSERT INTO counter VALUES (1, 0)")
+    both_read = asyncio.Barrier(2)
+    attempts = 0
+
+    async def increment(conn: asyncpg.Connection) -> None:
+        nonlocal attempts
+        attempts += 1
+        n = await conn.fetchval("SELECT n FROM counter WHERE id = 1")
+        if attempts <= 2:
+            await both_read.wait()  # make the first two attempts overlap
+        await conn.execute("UPDATE counter SET n = $1 WHERE id = 1", n + 1)
+
+    await asyncio.gather(db.transaction(increment), db.transaction(increment))
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT n FROM counter WHERE id = 1") == 2
+    assert attempts == 3  # one of the two was retried once
+
+
+async def test_transaction_gives_up_with_a_clear_error(db: Database) -> None:
+    async def always_conflicts(conn: asyncpg.Connection) -> None:
+        raise asyncpg.SerializationError("could not serialize access")
+
+    with pytest.raises(SerializationFailure, match="after 3 attempts"):
+        await db.transaction(always_conflicts, attempts=3, base_delay=0.001)
+
+
+async def test_transaction_rolls_back_other_errors(db: Database) -> None:
+    async with db.connection() as conn:
+        await conn.execute("CREATE TABLE t (id INT8 PRIMARY KEY)")
+
+    async def half_then_fail(conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO t VALUES (1)")
+        await conn.execute("INSERT INTO t VALUES (1)")
+
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.transaction(half_then_fail)
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM t") == 0
+
+
+async def test_unreachable_database_is_mapped() -> None:
+    with pytest.raises(DatabaseUnavailable, match="127.0.0.1:1"):
+        await Database.open("postgresql://postgres:pw@127.0.0.1:1/x", timeout=2)
+
+
+async def test_password_not_in_unavailable_message() -> None:
+    with pytest.raises(DatabaseUnavailable) as info:
+        await Database.open("postgresql://postgres:s3cr3t@127.0.0.1:1/x", timeout=2)
+    assert "s3cr3t" not in str(info.value)
+
+
+async def test_cockroach_style_url_is_accepted(database_url: str) -> None:
+    database = await Database.open(database_url.replace("postgresql://", "cockroachdb://"))
+    try:
+        assert await database.ping() >= 0
+    finally:
+        await database.close()
