@@ -4,7 +4,6 @@ import asyncio
 
 import asyncpg
 import pytest
-
 from cesar_core.db import Database, parse_engine
 from cesar_core.errors import DatabaseUnavailable, SerializationFailure
 
@@ -73,7 +72,7 @@ async def test_transaction_rolls_back_other_errors(db: Database) -> None:
 
 
 async def test_unreachable_database_is_mapped() -> None:
-    with pytest.raises(DatabaseUnavailable, match="127.0.0.1:1"):
+    with pytest.raises(DatabaseUnavailable, match=r"127\.0\.0\.1:1"):
         await Database.open("postgresql://postgres:pw@127.0.0.1:1/x", timeout=2)
 
 

@@ -4,14 +4,15 @@ import json
 import logging
 
 import pytest
-
 from cesar_core.logging import configure_logging, redact
 
 
 def test_json_lines_without_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("test", secrets=["tok-123456"])
     log = logging.getLogger("cesar.test")
-    log.info("connecting to %s with %s", "postgresql://u:pw-999@h/d", "tok-123456", extra={"job": 7})
+    log.info(
+        "connecting to %s with %s", "postgresql://u:pw-999@h/d", "tok-123456", extra={"job": 7}
+    )
     line = capsys.readouterr().err.strip().splitlines()[-1]
     entry = json.loads(line)
     assert entry["service"] == "test" and entry["level"] == "info" and entry["job"] == 7
@@ -20,4 +21,6 @@ def test_json_lines_without_secrets(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_redact_leaves_plain_text() -> None:
-    assert redact("nothing to hide at http://host:80/path") == "nothing to hide at http://host:80/path"
+    assert (
+        redact("nothing to hide at http://host:80/path") == "nothing to hide at http://host:80/path"
+    )

@@ -3,10 +3,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import sqlparse
-
 import pytest
-
+import sqlparse
 from cesar_core.errors import DuplicateVersion, InvalidMigrationFile
 from cesar_core.migrations import default_migrations_dir, load_migrations, split_sql
 
@@ -27,7 +25,9 @@ FORBIDDEN = {
 
 def test_split_ignores_comments_and_keeps_strings() -> None:
     script = "-- header; with a semicolon\nCREATE TABLE a (x TEXT DEFAULT 'a;b');\n\n-- tail\n"
-    assert split_sql(script) == ["-- header; with a semicolon\nCREATE TABLE a (x TEXT DEFAULT 'a;b')"]
+    assert split_sql(script) == [
+        "-- header; with a semicolon\nCREATE TABLE a (x TEXT DEFAULT 'a;b')"
+    ]
 
 
 def test_sibling_files_are_grouped(tmp_path: Path) -> None:

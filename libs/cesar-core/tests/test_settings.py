@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cesar_core.errors import ConfigurationError
 from cesar_core.settings import CoreSettings, load_settings, redact_url
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
 from cesar_core.migrations import MATERIALIZED_VIEWS, default_migrations_dir
 
 REPO_MIGRATIONS = default_migrations_dir()
@@ -120,8 +119,13 @@ async def test_concurrent_applies_record_each_file_once(empty_database_url: str)
     env.pop("COCKROACH_DB_URL", None)
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cesar_migrator", "apply",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "cesar_migrator",
+            "apply",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(3)
     ]
@@ -153,7 +157,9 @@ async def test_duplicate_version_is_refused(empty_database_url: str, tmp_path: P
 
 async def test_edited_applied_file_is_refused(empty_database_url: str, tmp_path: Path) -> None:
     directory = copy_migrations(tmp_path)
-    assert migrate("apply", "--migrations-dir", str(directory), url=empty_database_url).returncode == 0
+    assert (
+        migrate("apply", "--migrations-dir", str(directory), url=empty_database_url).returncode == 0
+    )
     target = directory / "001_core_schema.sql"
     target.write_text(target.read_text() + "\n-- edited after the fact\n")
     result = migrate("apply", "--migrations-dir", str(directory), url=empty_database_url)
@@ -166,7 +172,9 @@ async def test_edited_applied_file_is_refused(empty_database_url: str, tmp_path:
 async def test_broken_file_leaves_nothing_behind(empty_database_url: str, tmp_path: Path) -> None:
     directory = tmp_path / "migrations"
     directory.mkdir()
-    (directory / "001_good.sql").write_text("CREATE TABLE IF NOT EXISTS good (id INT8 PRIMARY KEY);")
+    (directory / "001_good.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS good (id INT8 PRIMARY KEY);"
+    )
     (directory / "002_broken.sql").write_text(
         "CREATE TABLE IF NOT EXISTS half (id INT8 PRIMARY KEY);\n"
         "INSERT INTO half (id) VALUES (1);\n"
@@ -185,17 +193,17 @@ async def test_broken_file_leaves_nothing_behind(empty_database_url: str, tmp_pa
         )
     }
     assert "good" in tables and "half" not in tables
-    versions = [r[0] for r in await fetch(empty_database_url, "SELECT version FROM schema_migrations")]
+    versions = [
+        r[0] for r in await fetch(empty_database_url, "SELECT version FROM schema_migrations")
+    ]
     assert versions == [1]
 
 
 def test_unreachable_database_gives_one_clear_line() -> None:
-    result = migrate(
-        "apply", "--wait", "1", url="postgresql://postgres@127.0.0.1:1/cesar"
-    )
+    result = migrate("apply", "--wait", "1", url="postgresql://postgres@127.0.0.1:1/cesar")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    error_lines = [l for l in result.stderr.splitlines() if l.startswith("cesar-migrate: error")]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("cesar-migrate: error")]
     assert len(error_lines) == 1
     assert "127.0.0.1:1" in error_lines[0] and "gave up after 1s" in error_lines[0]
 
@@ -207,9 +215,7 @@ def test_missing_database_url_is_a_clear_error() -> None:
 
 
 def test_password_never_printed() -> None:
-    result = migrate(
-        "status", "--wait", "0", url="postgresql://cesar:s3cr3t-pw@127.0.0.1:1/cesar"
-    )
+    result = migrate("status", "--wait", "0", url="postgresql://cesar:s3cr3t-pw@127.0.0.1:1/cesar")
     assert result.returncode == 2
     assert "s3cr3t-pw" not in result.stderr + result.stdout
     assert "***" in result.stderr
@@ -220,7 +226,10 @@ def test_bad_file_name_is_refused(tmp_path: Path) -> None:
     directory.mkdir()
     (directory / "first.sql").write_text("SELECT 1;")
     result = migrate(
-        "plan", "--migrations-dir", str(directory), url="postgresql://postgres@127.0.0.1:5432/postgres"
+        "plan",
+        "--migrations-dir",
+        str(directory),
+        url="postgresql://postgres@127.0.0.1:5432/postgres",
     )
     assert result.returncode == 2
     assert "first.sql" in result.stderr

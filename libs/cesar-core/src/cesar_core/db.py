@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import asyncpg
 
@@ -131,8 +131,8 @@ class Database:
             raise DatabaseUnavailable(f"cannot reach {redact_url(url)}: {_reason(exc)}") from exc
         except asyncpg.PostgresError as exc:
             raise DatabaseUnavailable(f"{redact_url(url)} refused the connection: {exc}") from exc
-        async with pool.acquire() as conn:
-            engine = await detect_engine(conn)
+        async with pool.acquire() as proxy:
+            engine = await detect_engine(cast(asyncpg.Connection, proxy))
         return cls(pool, engine, url)
 
     async def close(self) -> None:
@@ -152,8 +152,10 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
-            async with self.pool.acquire() as conn:
-                yield conn
+            async with self.pool.acquire() as proxy:
+                # The proxy forwards every Connection method; typing it as one keeps
+                # repositories simple.
+                yield cast(asyncpg.Connection, proxy)
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"database connection failed: {_reason(exc)}") from exc
 

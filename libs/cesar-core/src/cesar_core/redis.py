@@ -18,13 +18,14 @@ RedisClient = aioredis.Redis
 
 def create_redis(url: str, *, timeout: float = 5.0) -> RedisClient:
     """A client for ``url``; it connects lazily, on first use, never at import or creation."""
-    return aioredis.Redis.from_url(
+    client: RedisClient = aioredis.Redis.from_url(
         url,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         health_check_interval=30,
         decode_responses=False,
     )
+    return client
 
 
 async def ping_redis(client: RedisClient, timeout: float = 2.0) -> float:

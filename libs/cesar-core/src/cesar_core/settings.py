@@ -101,9 +101,7 @@ class CoreSettings(BaseSettings):
     redis_url: SecretStr = Field(
         default=SecretStr("redis://localhost:6379/0"), validation_alias="REDIS_URL"
     )
-    allow_insecure_database: bool = Field(
-        default=False, validation_alias="ALLOW_INSECURE_DATABASE"
-    )
+    allow_insecure_database: bool = Field(default=False, validation_alias="ALLOW_INSECURE_DATABASE")
     allow_placeholder_secrets: bool = Field(
         default=False, validation_alias="ALLOW_PLACEHOLDER_SECRETS"
     )

@@ -23,6 +23,7 @@ from cesar_core.migrations import (
     load_migrations,
 )
 from cesar_core.settings import load_settings, redact_url
+
 from cesar_migrator.settings import MigratorSettings
 
 EXIT_OK, EXIT_NOT_READY, EXIT_ERROR = 0, 1, 2

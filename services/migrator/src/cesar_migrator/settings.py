@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from cesar_core.settings import CoreSettings
+from pydantic import Field
 
 
 class MigratorSettings(CoreSettings):

@@ -21,7 +21,9 @@ __all__ = ["Dialect", "Migration", "default_migrations_dir", "load_migrations", 
 
 Dialect = Literal["cockroachdb", "postgresql"]
 _SUFFIX_DIALECT: dict[str, Dialect] = {"cockroach": "cockroachdb", "postgres": "postgresql"}
-_FILE_NAME = re.compile(r"^(?P<version>\d{3,})_(?P<name>[a-z0-9_]+?)(?:\.(?P<only>cockroach|postgres))?\.sql$")
+_FILE_NAME = re.compile(
+    r"^(?P<version>\d{3,})_(?P<name>[a-z0-9_]+?)(?:\.(?P<only>cockroach|postgres))?\.sql$"
+)
 
 
 @dataclass

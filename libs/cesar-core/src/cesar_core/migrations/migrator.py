@@ -60,7 +60,9 @@ _RECORD = (
 )
 _TAKE_LOCK = "SELECT id FROM schema_migrations_lock WHERE id = 1 FOR UPDATE"
 _MARK_LOCK = "UPDATE schema_migrations_lock SET locked_by = $1, locked_at = now() WHERE id = 1"
-_LIST_MATVIEWS = "SELECT matviewname FROM pg_catalog.pg_matviews WHERE schemaname = current_schema()"
+_LIST_MATVIEWS = (
+    "SELECT matviewname FROM pg_catalog.pg_matviews WHERE schemaname = current_schema()"
+)
 _LIST_TABLES = (
     "SELECT table_name FROM information_schema.tables "
     "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
