@@ -203,7 +203,9 @@ def test_unreachable_database_gives_one_clear_line() -> None:
     result = migrate("apply", "--wait", "1", url="postgresql://postgres@127.0.0.1:1/cesar")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("cesar-migrate: error")]
+    error_lines = [
+        line for line in result.stderr.splitlines() if line.startswith("cesar-migrate: error")
+    ]
     assert len(error_lines) == 1
     assert "127.0.0.1:1" in error_lines[0] and "gave up after 1s" in error_lines[0]
 
