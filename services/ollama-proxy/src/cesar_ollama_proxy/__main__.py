@@ -1,0 +1,3 @@
+from cesar_ollama_proxy.main import main
+
+main()

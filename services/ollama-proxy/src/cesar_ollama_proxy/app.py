@@ -1,0 +1,173 @@
+"""The FastAPI application: Ollama's routes through :class:`~cesar_ollama_proxy.proxy.Proxy`,
+plus ``/livez``, ``/readyz`` and ``/metrics``. Everything that connects is built in the
+lifespan, never at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from cesar_core.errors import CesarError
+from cesar_core.redis import create_redis, ping_redis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cesar_ollama_proxy.aggregates import Aggregator
+from cesar_ollama_proxy.cache import ResponseCache
+from cesar_ollama_proxy.errors import ProxyError
+from cesar_ollama_proxy.metrics import ProxyMetrics
+from cesar_ollama_proxy.proxy import Proxy, error_body
+from cesar_ollama_proxy.ratelimit import RateLimiter
+from cesar_ollama_proxy.routes import classify
+from cesar_ollama_proxy.settings import ProxySettings
+from cesar_ollama_proxy.upstream import Upstream
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def create_app(
+    settings: ProxySettings, *, upstream_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    metrics = ProxyMetrics(max_model_labels=settings.max_model_labels)
+    redis_url = settings.redis_url.get_secret_value()
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(redis_url, timeout=settings.redis_timeout)
+        upstream = Upstream(
+            settings.ollama_url,
+            max_concurrent=settings.max_concurrent_upstream,
+            queue_timeout=settings.queue_timeout_seconds,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            transport=upstream_transport,
+        )
+        metrics.bind_upstream(lambda: upstream.in_flight, lambda: upstream.queued)
+        limiter = RateLimiter(
+            redis_url,
+            prefix=settings.redis_prefix,
+            client_limits=settings.client_limits,
+            model_limits=settings.model_limits,
+            timeout=settings.redis_timeout,
+            on_error=metrics.redis_error,
+        )
+        aggregator = Aggregator(
+            database_url,
+            interval=settings.metrics_flush_seconds,
+            on_flush=lambda result: metrics.flushes.labels(result).inc(),
+        )
+        if not aggregator.enabled:
+            log.warning("no DATABASE_URL: llm_cache_metrics will not be written")
+        proxy = Proxy(
+            settings,
+            upstream=upstream,
+            cache=ResponseCache(redis, settings.cache_ttl_seconds, on_error=metrics.redis_error),
+            limiter=limiter,
+            metrics=metrics,
+            aggregator=aggregator,
+        )
+        app.state.proxy = proxy
+        app.state.redis = redis
+        app.state.aggregator = aggregator
+        aggregator.start()
+        log.info(
+            "ollama proxy ready to serve",
+            extra={"upstream": settings.ollama_url, "cache_mode": settings.cache_mode},
+        )
+        try:
+            yield
+        finally:
+            await proxy.drain()
+            await aggregator.stop()
+            await upstream.aclose()
+            await limiter.close()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="CESAR Ollama proxy",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.metrics = metrics
+    app.state.settings = settings
+
+    @app.exception_handler(ProxyError)
+    async def _proxy_error(request: Request, exc: ProxyError) -> Response:
+        route = classify(request.method, request.url.path)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return JSONResponse(
+            error_body(route, exc.message, exc.status_code),
+            status_code=exc.status_code,
+            headers=headers,
+        )
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        checks = await _readiness(request.app)
+        ready = checks["upstream"]["ok"] and checks["redis"]["ok"]
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=_PROMETHEUS_TEXT)
+
+    @app.api_route("/{path:path}", methods=_METHODS, include_in_schema=False)
+    async def ollama(request: Request) -> Response:
+        proxy: Proxy = request.app.state.proxy
+        return await proxy.handle(request)
+
+    return app
+
+
+async def _readiness(app: FastAPI) -> dict[str, dict[str, Any]]:
+    """Upstream and Redis decide readiness; the database is reported but optional (the
+    aggregates wait in memory while it is away)."""
+    proxy: Proxy = app.state.proxy
+    aggregator: Aggregator = app.state.aggregator
+
+    async def upstream() -> dict[str, Any]:
+        try:
+            return {"ok": True, "version": await proxy.upstream.ping()}
+        except CesarError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    async def redis() -> dict[str, Any]:
+        try:
+            return {"ok": True, "ms": round(await ping_redis(app.state.redis), 2)}
+        except CesarError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    async def database() -> dict[str, Any]:
+        if not aggregator.enabled:
+            return {"ok": None, "state": "disabled", "pending_buckets": 0}
+        state: dict[str, Any] = {"pending_buckets": len(aggregator.pending)}
+        try:
+            db = await aggregator._database()
+            state.update(ok=True, state="ok", ms=round(await db.ping(), 2))
+        except (CesarError, OSError) as exc:
+            state.update(ok=False, state="unavailable", error=str(exc))
+        return state
+
+    up, rd, dbs = await asyncio.gather(upstream(), redis(), database())
+    return {"upstream": up, "redis": rd, "database": dbs}

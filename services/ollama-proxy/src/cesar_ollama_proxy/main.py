@@ -1,0 +1,41 @@
+"""``cesar-ollama-proxy``: load the settings, configure logging, serve with uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from cesar_core.errors import ConfigurationError
+from cesar_core.logging import configure_logging
+
+from cesar_ollama_proxy.app import create_app
+from cesar_ollama_proxy.settings import load_proxy_settings
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    try:
+        settings = load_proxy_settings()
+    except ConfigurationError as exc:
+        print(f"cesar-ollama-proxy: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    configure_logging(
+        "ollama-proxy",
+        level=settings.log_level,
+        json_lines=settings.log_json,
+        secrets=[s.get_secret_value() for s in settings.secret_fields().values()],
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.proxy_host,
+        port=settings.proxy_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""The proxy handler: one Ollama request in, one answer out, with the cache, the limits,
+the upstream bound and the bookkeeping around it.
+
+Order for model work: client limit and cache lookup (together) -> hit: answer from Redis;
+miss: model limit -> an upstream slot -> Ollama -> relay (chunk by chunk) -> store when
+complete. Every other Ollama route passes through with the client limit only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from cesar_ollama_proxy.aggregates import Aggregator
+from cesar_ollama_proxy.cache import (
+    CacheDecision,
+    CachedResponse,
+    CacheStatus,
+    ResponseCache,
+    decide,
+    effective_stream,
+)
+from cesar_ollama_proxy.errors import (
+    InvalidRequest,
+    NotFound,
+    ProxyError,
+    RateLimited,
+    RequestTooLarge,
+)
+from cesar_ollama_proxy.metrics import ProxyMetrics
+from cesar_ollama_proxy.observer import ResponseObserver
+from cesar_ollama_proxy.ratelimit import RateLimiter, client_key
+from cesar_ollama_proxy.routes import Route, classify
+from cesar_ollama_proxy.settings import ProxySettings
+from cesar_ollama_proxy.upstream import Upstream, UpstreamResponse, UpstreamStreamError
+
+__all__ = ["Exchange", "Proxy", "error_body", "error_line"]
+
+log = logging.getLogger("cesar_ollama_proxy.requests")
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_DROP_REQUEST = _HOP_BY_HOP | {"host", "content-length", "accept-encoding", "x-cache"}
+_DROP_RESPONSE = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+_PROMPT_LOG_CHARS = 2000
+
+
+def error_body(route: Route | None, message: str, status: int) -> dict[str, Any]:
+    """Ollama's error shape; on ``/v1`` the OpenAI shape Ollama itself uses there."""
+    if route is not None and route.openai:
+        kind = "invalid_request_error" if 400 <= status < 500 else "api_error"
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return {"error": message}
+
+
+def error_line(route: Route, message: str) -> bytes:
+    """A mid-stream error as the stream's last line (NDJSON) or event (SSE)."""
+    body = json.dumps(error_body(route, message, 502)).encode()
+    return b"data: " + body + b"\n\n" if route.stream_format == "sse" else body + b"\n"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's bookkeeping, finished exactly once."""
+
+    route: Route
+    started: float
+    model: str = ""
+    cache: CacheStatus | None = None
+    attempted: bool = False
+    first_chunk_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    payload: dict[str, Any] | None = field(default=None, repr=False)
+    finished: bool = False
+
+
+class RelayResponse(StreamingResponse):
+    """A streamed answer that always closes its upstream, even when the client leaves."""
+
+    def __init__(self, relay: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(relay, **kwargs)
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._relay, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+class Proxy:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        upstream: Upstream,
+        cache: ResponseCache,
+        limiter: RateLimiter,
+        metrics: ProxyMetrics,
+        aggregator: Aggregator,
+    ) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.cache = cache
+        self.limiter = limiter
+        self.metrics = metrics
+        self.aggregator = aggregator
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- entry ----------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        route = classify(request.method, request.url.path)
+        if route is None:
+            raise NotFound(f"{request.method} {request.url.path} is not an Ollama route")
+        ex = Exchange(route=route, started=time.perf_counter())
+        try:
+            return await self._handle(request, ex)
+        except ProxyError as exc:
+            if isinstance(exc, RateLimited):
+                self.metrics.rate_limited.labels(exc.scope).inc()
+            if exc.outcome in ("unreachable", "timeout"):
+                self.metrics.upstream_errors.labels(route.name, exc.outcome).inc()
+            self.finish(ex, exc.outcome, exc.status_code)
+            raise
+
+    async def _handle(self, request: Request, ex: Exchange) -> Response:
+        route = ex.route
+        headers = request.headers
+        key = client_key(headers.get("authorization"), request.client and request.client.host)
+        content: bytes | AsyncIterator[bytes]
+        payload: dict[str, Any] = {}
+        if route.json_body:
+            content = await self._read_body(request)
+            payload = _parse_object(content)
+            model = payload.get("model")
+            ex.model = model if isinstance(model, str) else ""
+            ex.payload = payload
+        else:
+            content = request.stream()
+
+        decision = CacheDecision("SKIP")
+        if route.inference:
+            decision = decide(
+                route,
+                payload,
+                mode=self.settings.cache_mode,
+                cache_control=headers.get("cache-control", ""),
+                x_cache=headers.get("x-cache", ""),
+                prefix=self.settings.redis_prefix,
+            )
+            ex.cache = decision.status
+
+        if decision.key is not None:
+            _, cached = await asyncio.gather(
+                self.limiter.check_client(key), self.cache.get(decision.key)
+            )
+            if cached is not None:
+                ex.cache = "HIT"
+                self.finish(ex, "ok", 200)
+                return Response(
+                    cached.body,
+                    media_type=cached.content_type,
+                    headers={"X-Cache": "HIT"},
+                )
+        else:
+            await self.limiter.check_client(key)
+
+        if route.inference:
+            await self.limiter.check_model(ex.model)
+
+        forward = {k: v for k, v in headers.items() if k not in _DROP_REQUEST}
+        ex.attempted = True
+        up = await self.upstream.open(
+            request.method,
+            request.url.path,
+            params=request.url.query,
+            headers=forward,
+            content=content,
+            bounded=route.bounded,
+        )
+        try:
+            return await self._answer(ex, up, decision, streamed=effective_stream(route, payload))
+        except BaseException:
+            await up.aclose()
+            raise
+
+    # -- answers --------------------------------------------------------------------------
+
+    def _response_headers(self, up: UpstreamResponse, ex: Exchange) -> dict[str, str]:
+        out = {k: v for k, v in up.headers.items() if k.lower() not in _DROP_RESPONSE}
+        if ex.cache is not None:
+            out["X-Cache"] = ex.cache
+        return out
+
+    async def _answer(
+        self, ex: Exchange, up: UpstreamResponse, decision: CacheDecision, *, streamed: bool
+    ) -> Response:
+        route = ex.route
+        headers = self._response_headers(up, ex)
+        media_type = up.headers.get("content-type")
+        length = up.headers.get("content-length")
+        buffered = (
+            length is not None
+            and length.isdigit()
+            and int(length) <= max(self.settings.cache_max_bytes, 1 << 20)
+        )
+        if up.status_code != 200 or buffered:
+            body = await up.read()
+            await up.aclose()
+            observer = ResponseObserver(route.stream_format, streamed=False)
+            observer.feed_body(body)
+            background = None
+            if up.status_code == 200 and decision.key is not None and observer.done:
+                background = BackgroundTask(
+                    self.cache.put, decision.key, CachedResponse(media_type or "", body)
+                )
+            self._account(ex, observer, up.status_code)
+            return Response(
+                body,
+                status_code=up.status_code,
+                headers=headers,
+                media_type=media_type,
+                background=background,
+            )
+        return RelayResponse(
+            self._relay(ex, up, decision, streamed=streamed, media_type=media_type or ""),
+            status_code=up.status_code,
+            headers=headers,
+            media_type=media_type,
+        )
+
+    async def _relay(
+        self,
+        ex: Exchange,
+        up: UpstreamResponse,
+        decision: CacheDecision,
+        *,
+        streamed: bool,
+        media_type: str,
+    ) -> AsyncIterator[bytes]:
+        route = ex.route
+        observer = ResponseObserver(route.stream_format, streamed=streamed)
+        keep: list[bytes] | None = [] if decision.key is not None or not streamed else None
+        kept = 0
+        limit = self.settings.cache_max_bytes
+        ended_with_newline = True
+        outcome: str | None = None
+        try:
+            async for chunk in up.chunks():
+                if not chunk:
+                    continue
+                if ex.first_chunk_at is None:
+                    ex.first_chunk_at = time.perf_counter()
+                yield chunk
+                ended_with_newline = chunk.endswith(b"\n")
+                if streamed:
+                    observer.feed_chunk(chunk)
+                if keep is not None:
+                    kept += len(chunk)
+                    if kept > limit:
+                        keep = None
+                    else:
+                        keep.append(chunk)
+            if streamed:
+                observer.finish()
+            elif keep is not None:
+                observer.feed_body(b"".join(keep))
+            if decision.key is not None and keep is not None and observer.done:
+                self._spawn(
+                    self.cache.put(decision.key, CachedResponse(media_type, b"".join(keep)))
+                )
+            self._account(ex, observer, 200)
+            outcome = "done"
+        except UpstreamStreamError as exc:
+            self.metrics.upstream_errors.labels(route.name, exc.kind).inc()
+            outcome = "upstream_error"
+            self.finish(ex, "upstream_error", 200)
+            yield (b"" if ended_with_newline else b"\n") + error_line(route, str(exc))
+        finally:
+            await up.aclose()
+            if outcome is None:
+                self.finish(ex, "cancelled", 499)
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _account(self, ex: Exchange, observer: ResponseObserver, status: int) -> None:
+        ex.prompt_tokens = observer.prompt_tokens
+        ex.completion_tokens = observer.completion_tokens
+        if status >= 500:
+            self.metrics.upstream_errors.labels(ex.route.name, "status").inc()
+            outcome = "upstream_error"
+        elif status >= 400:
+            outcome = "client_error"
+        elif observer.error is not None:
+            self.metrics.upstream_errors.labels(ex.route.name, "stream").inc()
+            outcome = "upstream_error"
+        else:
+            outcome = "ok"
+        self.finish(ex, outcome, status)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def finish(self, ex: Exchange, outcome: str, status: int) -> None:
+        if ex.finished:
+            return
+        ex.finished = True
+        now = time.perf_counter()
+        elapsed = now - ex.started
+        route = ex.route.name
+        m = self.metrics
+        model = m.model_label(ex.model)
+        m.requests.labels(route, model, outcome).inc()
+        m.latency.labels(route, (ex.cache or "-").lower()).observe(elapsed)
+        if ex.first_chunk_at is not None:
+            m.ttft.labels(route, model).observe(ex.first_chunk_at - ex.started)
+        if ex.prompt_tokens:
+            m.tokens.labels(model, "prompt").inc(ex.prompt_tokens)
+        if ex.completion_tokens:
+            m.tokens.labels(model, "completion").inc(ex.completion_tokens)
+        if ex.cache is not None:
+            m.cache.labels(route, ex.cache.lower()).inc()
+        hit = ex.cache == "HIT"
+        if ex.route.inference and (hit or ex.attempted):
+            self.aggregator.record(
+                ex.model,
+                hit=hit,
+                latency_ms=elapsed * 1000,
+                prompt_tokens=ex.prompt_tokens,
+                completion_tokens=ex.completion_tokens,
+                error=outcome not in ("ok", "cancelled"),
+            )
+        if ex.route.inference or outcome != "ok":
+            extra: dict[str, Any] = {
+                "route": route,
+                "model": ex.model,
+                "status": status,
+                "outcome": outcome,
+                "cache": ex.cache,
+                "latency_ms": round(elapsed * 1000, 2),
+                "prompt_tokens": ex.prompt_tokens,
+                "completion_tokens": ex.completion_tokens,
+            }
+            if self.settings.log_prompts and ex.payload is not None:
+                extra["request"] = json.dumps(ex.payload, ensure_ascii=False)[:_PROMPT_LOG_CHARS]
+            log.info("%s %s %s", route, status, outcome, extra=extra)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+            parts.append(part)
+        return b"".join(parts)
+
+    async def drain(self) -> None:
+        """Wait for cache writes still in flight (at shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return data
