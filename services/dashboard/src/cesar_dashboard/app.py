@@ -1,0 +1,26 @@
+"""The Streamlit entry point: page config, settings, the sidebar and the page router.
+
+Run with ``cesar-dashboard`` (or ``streamlit run <this file> --server.port 3000``).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cesar_dashboard import ui
+
+st.set_page_config(page_title="CESAR ops", page_icon="🧠", layout="wide")
+
+cfg = ui.settings()
+page = st.navigation(
+    [
+        st.Page("app_pages/overview.py", title="Overview", icon="🩺", default=True),
+        st.Page("app_pages/jobs.py", title="Jobs", icon="🧰", url_path="jobs"),
+        st.Page("app_pages/sync_lag.py", title="Sync lag", icon="🔁", url_path="sync-lag"),
+        st.Page("app_pages/ingestion.py", title="Ingestion", icon="📥", url_path="ingestion"),
+        st.Page("app_pages/agents.py", title="Agents", icon="🤖", url_path="agents"),
+        st.Page("app_pages/llm.py", title="LLM", icon="💬", url_path="llm"),
+    ]
+)
+ui.sidebar(cfg)
+page.run()

@@ -1,0 +1,6 @@
+"""Page script: see :mod:`cesar_dashboard.views.llm`."""
+
+from cesar_dashboard import ui
+from cesar_dashboard.views import llm
+
+ui.auto_refresh(llm.render, ui.settings())
