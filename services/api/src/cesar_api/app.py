@@ -1,0 +1,146 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; the lifespan opens and closes
+the pool (retried while the database is unreachable), Redis, the job queue and the event
+fan-out reader."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cesar_core.jobs import JobRegistry, load_registry
+from cesar_core.redis import create_redis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from cesar_api import SERVICE_NAME, __version__
+from cesar_api.database import DatabaseHolder
+from cesar_api.errors import ErrorResponse, install_error_handlers
+from cesar_api.event_hub import EventHub
+from cesar_api.metrics import ApiMetrics
+from cesar_api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from cesar_api.ratelimit import RateLimits
+from cesar_api.resources import Resources
+from cesar_api.routes import (
+    agents,
+    events,
+    financial,
+    health,
+    ingestions,
+    jobs,
+    monitoring,
+    workflows,
+)
+from cesar_api.settings import ApiSettings
+
+__all__ = ["ERROR_RESPONSES", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+# documented on every /api/v1 operation, in the one error shape
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("no API key, or an unknown one (writes always; reads when READS_REQUIRE_KEY)"),
+    403: _error("the API key was revoked or lacks the scope"),
+    404: _error("no such resource"),
+    409: _error("conflicts with the current state (duplicate name, job already final)"),
+    413: _error("request body larger than API_MAX_BODY_BYTES"),
+    422: _error("invalid input: the message names the field and the problem"),
+    429: _error("rate limit exceeded; see the Retry-After header"),
+    503: _error("the database or Redis is unavailable"),
+}
+
+DESCRIPTION = """
+CESAR API: agents and their events (with a live WebSocket stream at `/api/v1/events/stream`),
+jobs, workflows, financial data, ingestions, sync status, monitoring views, LLM cache metrics.
+
+Writes need `Authorization: Bearer <API key>` (made with `cesar-api-keys create <name>`).
+Every error has one shape: `{"error": {"code": "...", "message": "...", "details": ...}}`.
+"""
+
+
+def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts."""
+    metrics = ApiMetrics()
+    database_url = settings.require_database_url()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder = DatabaseHolder(
+            database_url,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            max_delay=settings.db_connect_max_delay,
+        )
+        redis = create_redis(settings.redis_url.get_secret_value())
+        limits = RateLimits(
+            settings.redis_url.get_secret_value(),
+            per_key=settings.rate_limit_per_key,
+            per_address=settings.rate_limit_per_address,
+            prefix=settings.rate_limit_prefix,
+            metrics=metrics,
+            enabled=settings.rate_limit_enabled,
+        )
+        hub = EventHub(
+            redis,
+            settings.event_stream,
+            metrics,
+            queue_size=settings.ws_queue_size,
+            max_clients=settings.ws_max_clients,
+        )
+        app.state.resources = Resources(
+            settings=settings,
+            metrics=metrics,
+            database=holder,
+            redis=redis,
+            limits=limits,
+            hub=hub,
+            registry=registry if registry is not None else load_registry(),
+        )
+
+        def pool_stats() -> tuple[int, int, int] | None:
+            if holder.db is None:
+                return None
+            stats = holder.db.stats()
+            return stats.size, stats.free, stats.max
+
+        metrics.watch_pool(pool_stats)
+        await holder.start()
+        await hub.start()
+        log.info("%s %s ready on %s", SERVICE_NAME, __version__, settings.api_url)
+        try:
+            yield
+        finally:
+            await hub.close()
+            await limits.close()
+            await redis.aclose()
+            await holder.close()
+
+    app = FastAPI(
+        title="CESAR API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for module in (agents, events, jobs, workflows, financial, ingestions, monitoring):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
+    # outermost last: metrics see every response, including 413s
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    origins = settings.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,118 @@
+"""The API's side of the database connector: a pool that may not exist yet, and the boundary
+where driver exceptions become the API's own (:func:`read` and :func:`write`).
+
+At start the API tries to open the pool; while the database is unreachable it keeps trying in
+the background with exponential backoff (so the process serves ``/livez`` and answers 503
+elsewhere instead of crash-looping), and logs the engine and version once it is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from cesar_core.db import Database
+from cesar_core.errors import CesarError, DatabaseUnavailable
+from cesar_core.settings import redact_url
+
+from cesar_api.errors import translate_db_error
+
+__all__ = ["DatabaseHolder", "read", "write"]
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class DatabaseHolder:
+    """Owns the pool's life: opened (with retries) at start, closed at shutdown."""
+
+    def __init__(self, url: str, *, min_size: int, max_size: int, max_delay: float = 30.0) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self.max_delay = max_delay
+        self.db: Database | None = None
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def _try_open(self) -> bool:
+        try:
+            db = await Database.open(
+                self.url, min_size=self.min_size, max_size=self.max_size, timeout=5.0
+            )
+        except (CesarError, *_DRIVER_ERRORS) as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            return False
+        self.db = db
+        self.last_error = None
+        self._connected.set()
+        log.info(
+            "connected to %s %s at %s (pool %d..%d)",
+            db.engine.name,
+            db.engine.version,
+            redact_url(self.url),
+            self.min_size,
+            self.max_size,
+        )
+        return True
+
+    async def _retry_forever(self) -> None:
+        delay = 0.5
+        while not await self._try_open():
+            log.warning("database not reachable (%s); retrying in %.1fs", self.last_error, delay)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(self.max_delay, delay * 2)
+
+    async def start(self) -> None:
+        """Try once now; if that fails keep trying in the background."""
+        if not await self._try_open():
+            log.warning("database not reachable at start (%s); will retry", self.last_error)
+            self._task = asyncio.create_task(self._retry_forever(), name="db-connect")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def get(self) -> Database:
+        if self.db is None:
+            raise DatabaseUnavailable(
+                f"database not connected yet: {self.last_error or 'connecting'}"
+            )
+        return self.db
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+
+async def read(db: Database, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``work`` on a pooled connection (no explicit transaction), errors translated."""
+    try:
+        async with db.connection() as conn:
+            return await work(conn)
+    except _DRIVER_ERRORS as exc:
+        raise translate_db_error(exc) from exc
+
+
+async def write(db: Database, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``work`` in one retried transaction (all or nothing), errors translated."""
+    try:
+        result: T = await db.transaction(work)
+    except _DRIVER_ERRORS as exc:
+        raise translate_db_error(exc) from exc
+    return result

@@ -1,0 +1,125 @@
+"""FastAPI dependencies, as ``Annotated`` aliases the handlers use.
+
+``DbDep``, ``RedisDep``, ``QueueDep``, ``HubDep``, ``SettingsDep``, ``MetricsDep``; ``ReadKey``
+(key optional unless READS_REQUIRE_KEY) and ``WriteKey`` (a key with the ``write`` scope). Both
+key dependencies also apply the rate limits (per client address, and per key when present).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from cesar_core.db import Database
+from cesar_core.jobs import JobQueue
+from cesar_core.redis import RedisClient
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cesar_api.auth import Principal
+from cesar_api.errors import Unauthorized
+from cesar_api.event_hub import EventHub
+from cesar_api.metrics import ApiMetrics
+from cesar_api.resources import Resources
+from cesar_api.settings import ApiSettings
+
+__all__ = [
+    "DbDep",
+    "HubDep",
+    "MetricsDep",
+    "QueueDep",
+    "ReadKey",
+    "RedisDep",
+    "ResourcesDep",
+    "SettingsDep",
+    "WriteKey",
+    "client_address",
+]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key made with `cesar-api-keys create <name>`.",
+)
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings(resources: ResourcesDep) -> ApiSettings:
+    return resources.settings
+
+
+def get_db(resources: ResourcesDep) -> Database:
+    return resources.db()
+
+
+def get_redis(resources: ResourcesDep) -> RedisClient:
+    return resources.redis
+
+
+def get_queue(resources: ResourcesDep) -> JobQueue:
+    return resources.queue()
+
+
+def get_hub(resources: ResourcesDep) -> EventHub:
+    return resources.hub
+
+
+def get_metrics(resources: ResourcesDep) -> ApiMetrics:
+    return resources.metrics
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+DbDep = Annotated[Database, Depends(get_db)]
+RedisDep = Annotated[RedisClient, Depends(get_redis)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _principal(
+    resources: Resources, credentials: HTTPAuthorizationCredentials | None
+) -> Principal | None:
+    if credentials is None:
+        return None
+    return await resources.keys.authenticate(resources.db(), credentials.credentials)
+
+
+async def require_read(
+    request: Request, resources: ResourcesDep, credentials: Credentials
+) -> Principal | None:
+    await resources.limits.check_address(client_address(request))
+    principal = await _principal(resources, credentials)
+    if principal is None:
+        if resources.settings.reads_require_key:
+            raise Unauthorized("reads need an API key here: Authorization: Bearer <key>")
+        return None
+    resources.keys.require_scope(principal, "read")
+    await resources.limits.check_key(str(principal.key_id))
+    return principal
+
+
+async def require_write(
+    request: Request, resources: ResourcesDep, credentials: Credentials
+) -> Principal:
+    await resources.limits.check_address(client_address(request))
+    principal = await _principal(resources, credentials)
+    if principal is None:
+        raise Unauthorized("writes need an API key: Authorization: Bearer <key>")
+    resources.keys.require_scope(principal, "write")
+    await resources.limits.check_key(str(principal.key_id))
+    return principal
+
+
+ReadKey = Annotated[Principal | None, Depends(require_read)]
+WriteKey = Annotated[Principal, Depends(require_write)]

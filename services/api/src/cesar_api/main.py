@@ -1,0 +1,50 @@
+"""``cesar-api``: the API in one uvicorn process on API_HOST:API_PORT."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from cesar_core.errors import ConfigurationError
+from cesar_core.logging import configure_logging
+
+from cesar_api.app import create_app
+from cesar_api.settings import ApiSettings, load_api_settings
+
+__all__ = ["main", "run"]
+
+
+def run(settings: ApiSettings) -> None:
+    configure_logging(
+        "api",
+        level=settings.log_level,
+        json_lines=settings.log_json,
+        secrets=[s.get_secret_value() for s in settings.secret_fields().values()],
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=settings.uvicorn_access_log,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+
+
+def main() -> None:
+    try:
+        settings = load_api_settings()
+        settings.require_database_url()
+    except ConfigurationError as exc:
+        print(f"cesar-api: {exc}", file=sys.stderr)
+        sys.exit(2)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Agent events: batch insert, filtered keyset listing, and the replay behind WebSocket resume."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from cesar_api.repositories import as_dicts, dump_json
+
+__all__ = ["EVENT_COLUMNS", "insert_many", "list_events", "position_of", "replay_after"]
+
+EVENT_COLUMNS = (
+    "id, agent_id, event_type, payload, severity, source, correlation_id, occurred_at, created_at"
+)
+_JSON = ("payload",)
+
+# one statement for the whole batch: arrays unnested side by side (PostgreSQL and CockroachDB)
+INSERT_EVENTS = f"""
+INSERT INTO agent_events (id, agent_id, event_type, payload, severity, source,
+                          correlation_id, occurred_at)
+SELECT e.id, e.agent_id, e.event_type, CAST(e.payload AS JSONB), e.severity, e.source,
+       e.correlation_id, COALESCE(e.occurred_at, now())
+FROM unnest($1::UUID[], $2::UUID[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
+            $7::TEXT[], $8::TIMESTAMPTZ[])
+     AS e(id, agent_id, event_type, payload, severity, source, correlation_id, occurred_at)
+RETURNING {EVENT_COLUMNS}
+"""
+
+LIST_EVENTS = f"""
+SELECT {EVENT_COLUMNS} FROM agent_events
+WHERE ($1::UUID IS NULL OR agent_id = $1)
+  AND ($2::TEXT IS NULL OR event_type = $2)
+  AND ($3::TIMESTAMPTZ IS NULL OR occurred_at >= $3)
+  AND ($4::TIMESTAMPTZ IS NULL OR (created_at, id) < ($4::TIMESTAMPTZ, $5::UUID))
+  AND expires_at > now()
+ORDER BY created_at DESC, id DESC
+LIMIT $6
+"""
+
+EVENT_POSITION = "SELECT created_at, id FROM agent_events WHERE id = $1"
+
+REPLAY_AFTER = f"""
+SELECT {EVENT_COLUMNS} FROM agent_events
+WHERE (created_at, id) > ($1::TIMESTAMPTZ, $2::UUID)
+  AND ($3::UUID IS NULL OR agent_id = $3)
+  AND ($4::TEXT IS NULL OR event_type = $4)
+  AND expires_at > now()
+ORDER BY created_at, id
+LIMIT $5
+"""
+
+
+async def insert_many(
+    conn: asyncpg.Connection, events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert every event in one statement; rows come back in the order given."""
+    ids = [uuid4() for _ in events]
+    rows = await conn.fetch(
+        INSERT_EVENTS,
+        ids,
+        [e.get("agent_id") for e in events],
+        [e["event_type"] for e in events],
+        [dump_json(e.get("payload", {})) for e in events],
+        [e.get("severity", "info") for e in events],
+        [e.get("source") for e in events],
+        [e.get("correlation_id") for e in events],
+        [e.get("occurred_at") for e in events],
+    )
+    by_id = {r["id"]: r for r in as_dicts(rows, _JSON)}
+    return [by_id[i] for i in ids]
+
+
+async def list_events(
+    conn: asyncpg.Connection,
+    *,
+    agent_id: UUID | None,
+    event_type: str | None,
+    since: datetime | None,
+    before: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        LIST_EVENTS,
+        agent_id,
+        event_type,
+        since,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+    )
+    return as_dicts(rows, _JSON)
+
+
+async def position_of(conn: asyncpg.Connection, event_id: UUID) -> tuple[datetime, UUID] | None:
+    row = await conn.fetchrow(EVENT_POSITION, event_id)
+    return (row["created_at"], row["id"]) if row else None
+
+
+async def replay_after(
+    conn: asyncpg.Connection,
+    position: tuple[datetime, UUID],
+    *,
+    agent_id: UUID | None,
+    event_type: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(REPLAY_AFTER, position[0], position[1], agent_id, event_type, limit)
+    return as_dicts(rows, _JSON)

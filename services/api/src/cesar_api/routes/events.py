@@ -1,0 +1,342 @@
+"""/api/v1/events: batch ingest, filtered cursor listing, and the live WebSocket stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from cesar_core.errors import CesarError, RedisUnavailable
+from cesar_core.events import publish_events
+from fastapi import APIRouter, Query, WebSocket, status
+from pydantic import AwareDatetime, BaseModel, Field
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from cesar_api.database import read, write
+from cesar_api.deps import DbDep, MetricsDep, ReadKey, RedisDep, SettingsDep, WriteKey
+from cesar_api.errors import ApiError, InvalidInput
+from cesar_api.event_hub import EventClient, event_message
+from cesar_api.pagination import Page, decode_cursor, next_cursor
+from cesar_api.repositories import agents as agents_repo
+from cesar_api.repositories import events as repo
+from cesar_api.resources import Resources
+from cesar_api.schemas import Cursor, Limit, Name, StrictModel
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+log = logging.getLogger(__name__)
+
+Severity = Literal["debug", "info", "warning", "error", "critical"]
+Label = Annotated[str, Field(max_length=200)]
+
+
+class EventIn(StrictModel):
+    agent_id: UUID | None = None
+    event_type: Name
+    payload: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = "info"
+    source: Label | None = None
+    correlation_id: Label | None = None
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="when it happened (with a time zone); default: now"
+    )
+
+
+class EventBatch(StrictModel):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class EventOut(BaseModel):
+    id: UUID
+    agent_id: UUID | None
+    event_type: str
+    payload: dict[str, Any]
+    severity: str
+    source: str | None
+    correlation_id: str | None
+    occurred_at: datetime
+    created_at: datetime
+
+
+class IngestResult(BaseModel):
+    count: int
+    ids: list[UUID]
+    published: bool = Field(
+        description="false when Redis was down: the events are stored, not streamed live"
+    )
+
+
+class EventPage(Page):
+    items: list[EventOut]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=IngestResult)
+async def ingest_events(
+    body: EventBatch,
+    db: DbDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    _key: WriteKey,
+) -> IngestResult:
+    """Store a batch in ``agent_events`` (all or nothing), then publish it to the live stream."""
+    events = [e.model_dump() for e in body.events]
+    wanted = sorted({e["agent_id"] for e in events if e["agent_id"] is not None})
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        if wanted:
+            known = await agents_repo.exists_many(conn, wanted)
+            missing = [
+                {
+                    "field": f"body.events[{i}].agent_id",
+                    "problem": f"no agent with id {e['agent_id']}",
+                }
+                for i, e in enumerate(events)
+                if e["agent_id"] is not None and e["agent_id"] not in known
+            ]
+            if missing:
+                raise InvalidInput(
+                    "; ".join(f"{m['field']}: {m['problem']}" for m in missing[:5]),
+                    details=missing,
+                )
+        return await repo.insert_many(conn, events)
+
+    rows = await write(db, work)
+    out = [EventOut.model_validate(r) for r in rows]
+    published = True
+    try:
+        await publish_events(
+            redis, [e.model_dump(mode="json") for e in out], stream=settings.event_stream
+        )
+        metrics.events_published.inc(len(out))
+    except RedisUnavailable as exc:
+        published = False
+        log.warning("stored %d events but could not publish them: %s", len(out), exc)
+    return IngestResult(count=len(out), ids=[e.id for e in out], published=published)
+
+
+@router.get("", response_model=EventPage)
+async def list_events(
+    db: DbDep,
+    _key: ReadKey,
+    agent_id: UUID | None = None,
+    event_type: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="occurred_at >= since")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> EventPage:
+    """Events, newest first."""
+    before = decode_cursor(cursor)
+    rows = await read(
+        db,
+        lambda conn: repo.list_events(
+            conn, agent_id=agent_id, event_type=event_type, since=since, before=before, limit=limit
+        ),
+    )
+    return EventPage(
+        items=[EventOut.model_validate(r) for r in rows], next_cursor=next_cursor(rows, limit)
+    )
+
+
+# -- the live stream -----------------------------------------------------------------------------
+
+_POLICY = 1008
+_UNKNOWN_EVENT = 4404
+_INTERNAL = 1011
+
+
+def _text(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields}, default=str)
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.client_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0):
+            await ws.close(code=code, reason=reason[:120])
+
+
+async def _first_message_resume(ws: WebSocket, wait: float) -> str | None:
+    """The optional first message ``{"last_event_id": "..."}``, if it comes within ``wait``."""
+    if wait <= 0:
+        return None
+    try:
+        async with asyncio.timeout(wait):
+            message = await ws.receive()
+    except TimeoutError:
+        return None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    try:
+        data = json.loads(message.get("text") or message.get("bytes") or "null")
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("last_event_id"), str):
+        return str(data["last_event_id"])
+    return None
+
+
+async def _replay(
+    ws: WebSocket, resources: Resources, client: EventClient, last_event_id: str
+) -> set[str] | None:
+    """Send the stored events after ``last_event_id``; returns their ids (None: closed)."""
+    try:
+        event_id = UUID(last_event_id)
+    except ValueError:
+        await ws.send_text(
+            _text("error", error={"code": "invalid_input", "message": "last_event_id: not a UUID"})
+        )
+        await _close(ws, _POLICY, "last_event_id is not a UUID")
+        return None
+    settings = resources.settings
+    try:
+        db = resources.db()
+        position = await read(db, lambda conn: repo.position_of(conn, event_id))
+        rows = (
+            await read(
+                db,
+                lambda conn: repo.replay_after(
+                    conn,
+                    position,
+                    agent_id=UUID(client.agent_id) if client.agent_id else None,
+                    event_type=client.event_type,
+                    limit=settings.ws_replay_limit,
+                ),
+            )
+            if position
+            else None
+        )
+    except (ApiError, CesarError) as exc:
+        await ws.send_text(
+            _text("error", error={"code": "service_unavailable", "message": str(exc)})
+        )
+        await _close(ws, _INTERNAL, "database unavailable for replay")
+        return None
+    if rows is None:
+        await ws.send_text(
+            _text(
+                "error",
+                error={
+                    "code": "unknown_event_id",
+                    "message": f"last_event_id {event_id} is not (or no longer) stored; "
+                    "reconnect without it and reload with GET /api/v1/events",
+                },
+            )
+        )
+        await _close(ws, _UNKNOWN_EVENT, "unknown last_event_id")
+        return None
+    sent: set[str] = set()
+    for row in rows:
+        event = EventOut.model_validate(row).model_dump(mode="json")
+        await ws.send_text(event_message(event, stream_id=None, replayed=True))
+        sent.add(event["id"])
+    await ws.send_text(
+        _text("replay_done", count=len(rows), truncated=len(rows) >= settings.ws_replay_limit)
+    )
+    return sent
+
+
+async def _sender(ws: WebSocket, client: EventClient, skip: set[str], ping: float) -> None:
+    while True:
+        try:
+            async with asyncio.timeout(ping):
+                event_id, text = await client.queue.get()
+        except TimeoutError:
+            await ws.send_text(_text("ping", ts=datetime.now(UTC).isoformat()))
+            continue
+        if skip and event_id in skip:
+            skip.discard(event_id)  # already sent by the replay
+            continue
+        await ws.send_text(text)
+
+
+async def _receiver(ws: WebSocket) -> None:
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+@router.websocket("/stream")
+async def event_stream(
+    ws: WebSocket,
+    agent_id: str | None = None,
+    event_type: str | None = None,
+    last_event_id: str | None = None,
+    api_key: str | None = None,
+) -> None:
+    """Live agent events. Query: ``agent_id``, ``event_type`` (filters), ``last_event_id``
+    (resume: stored events after it are replayed first; also accepted as the ``Last-Event-ID``
+    header or a first message ``{"last_event_id": "..."}``), ``api_key`` (when reads need a
+    key; or ``Authorization: Bearer``). Messages: ``hello``, ``event``, ``replay_done``,
+    ``ping``, ``error``. A client that falls behind is closed with code 1013."""
+    resources: Resources = ws.app.state.resources
+    settings = resources.settings
+    if agent_id is not None:
+        try:
+            agent_id = str(UUID(agent_id))
+        except ValueError:
+            await ws.close(code=_POLICY, reason="agent_id: not a UUID")
+            return
+    if event_type is not None and not 0 < len(event_type) <= 200:
+        await ws.close(code=_POLICY, reason="event_type: 1 to 200 characters")
+        return
+    if settings.reads_require_key:
+        header = ws.headers.get("authorization", "")
+        secret = api_key or (header[7:] if header.lower().startswith("bearer ") else "")
+        try:
+            principal = await resources.keys.authenticate(resources.db(), secret)
+            resources.keys.require_scope(principal, "read")
+        except (ApiError, CesarError) as exc:
+            await ws.close(code=_POLICY, reason=str(exc)[:120])
+            return
+    client = resources.hub.register(agent_id, event_type)
+    if client is None:
+        await ws.close(code=1013, reason="too many event stream clients")
+        return
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await ws.accept()
+        resume = last_event_id or ws.headers.get("last-event-id")
+        await ws.send_text(
+            _text(
+                "hello",
+                filters={"agent_id": agent_id, "event_type": event_type},
+                server_time=datetime.now(UTC).isoformat(),
+            )
+        )
+        if resume is None:
+            resume = await _first_message_resume(ws, settings.ws_resume_wait)
+        skip: set[str] = set()
+        if resume is not None:
+            replayed = await _replay(ws, resources, client, resume)
+            if replayed is None:
+                return
+            skip = replayed
+        tasks = [
+            asyncio.create_task(_sender(ws, client, skip, settings.ws_ping_interval)),
+            asyncio.create_task(_receiver(ws)),
+            asyncio.create_task(client.disconnect.wait()),  # type: ignore[arg-type]
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if client.disconnect.is_set():
+            for task in tasks:
+                task.cancel()
+            await _close(ws, client.close_code, client.close_reason)
+    except WebSocketDisconnect:
+        pass
+    except Exception as exc:  # a send to a vanished client, mostly
+        log.debug("event stream client ended: %s", exc)
+    finally:
+        resources.hub.unregister(client)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await _close(ws, 1000, "bye")

@@ -1,0 +1,118 @@
+"""/api/v1/jobs: enqueue, list/filter, get, retry, cancel (the job system's public interface)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from cesar_core.jobs import Job, JobStatus
+from fastapi import APIRouter, Query, status
+from pydantic import AwareDatetime, BaseModel, Field
+
+from cesar_api.deps import QueueDep, ReadKey, WriteKey
+from cesar_api.pagination import Page, decode_cursor, next_cursor
+from cesar_api.schemas import Cursor, Limit, Name, StrictModel
+
+__all__ = ["JobOut", "router"]
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+
+class JobIn(StrictModel):
+    job_type: Name = Field(description="a registered job type, e.g. maintenance.noop")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    run_after: AwareDatetime | None = Field(default=None, description="not before (with zone)")
+    unique_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="while a job with this key is active, enqueue returns that job",
+    )
+
+
+class JobOut(BaseModel):
+    id: UUID
+    job_type: str
+    payload: dict[str, Any]
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    unique_key: str | None
+    last_error: str | None
+    result: Any
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls.model_validate(job.model_dump())
+
+
+class JobPage(Page):
+    items: list[JobOut]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)
+async def enqueue_job(body: JobIn, queue: QueueDep, _key: WriteKey) -> JobOut:
+    """Validate the payload against the job type, store the job and dispatch it.
+
+    With a ``unique_key`` that an active job already holds, that job is returned."""
+    job = await queue.enqueue(
+        body.job_type,
+        body.payload,
+        max_attempts=body.max_attempts,
+        run_after=body.run_after,
+        unique_key=body.unique_key,
+    )
+    return JobOut.of(job)
+
+
+@router.get("", response_model=JobPage)
+async def list_jobs(
+    queue: QueueDep,
+    _key: ReadKey,
+    status: JobStatus | None = None,
+    job_type: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    search: Annotated[
+        str | None, Query(max_length=200, description="id prefix or text in the payload")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> JobPage:
+    """Jobs, newest first."""
+    jobs = await queue.list(
+        status=status,
+        job_type=job_type,
+        created_after=created_after,
+        created_before=created_before,
+        search=search,
+        limit=limit,
+        before=decode_cursor(cursor),
+    )
+    return JobPage(items=[JobOut.of(j) for j in jobs], next_cursor=next_cursor(jobs, limit))
+
+
+@router.get("/{job_id}", response_model=JobOut)
+async def get_job(job_id: UUID, queue: QueueDep, _key: ReadKey) -> JobOut:
+    return JobOut.of(await queue.get(job_id))
+
+
+@router.post("/{job_id}/retry", response_model=JobOut)
+async def retry_job(job_id: UUID, queue: QueueDep, _key: WriteKey) -> JobOut:
+    """A failed or cancelled job starts again (attempts reset); 409 in any other state."""
+    return JobOut.of(await queue.retry(job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+async def cancel_job(job_id: UUID, queue: QueueDep, _key: WriteKey) -> JobOut:
+    """An active job becomes cancelled; 409 when it is already finished."""
+    return JobOut.of(await queue.cancel(job_id))

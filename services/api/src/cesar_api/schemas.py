@@ -1,0 +1,47 @@
+"""Shared pieces of the request and response models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+
+__all__ = [
+    "Cursor",
+    "Limit",
+    "Name",
+    "NoNullsModel",
+    "ShortText",
+    "StrictModel",
+]
+
+# a non-blank single token of text (names, types, symbols)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+ShortText = Annotated[str, StringConstraints(max_length=4000)]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size (1..500)")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=400, description="`next_cursor` from the previous page"),
+]
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields are an error, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoNullsModel(StrictModel):
+    """For PATCH bodies: a field may be left out, but only nullable fields may be null."""
+
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None and key in cls.model_fields and key not in cls.nullable_fields:
+                    raise ValueError(f"{key}: may be left out but not set to null")
+        return data

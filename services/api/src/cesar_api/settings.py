@@ -1,0 +1,66 @@
+"""The API's settings: the core ones plus where it listens, who may call it and how much."""
+
+from __future__ import annotations
+
+from cesar_core.events import EVENT_STREAM
+from cesar_core.jobs import JobSettings
+from cesar_core.settings import load_settings
+from limits import parse as parse_limit
+from pydantic import Field, field_validator
+
+__all__ = ["ApiSettings", "load_api_settings"]
+
+
+class ApiSettings(JobSettings):
+    """Every field maps to one environment variable (the alias).
+
+    A :class:`~cesar_core.settings.CoreSettings` through ``JobSettings`` (the API enqueues jobs,
+    so it reads the same ``JOB_QUEUE_*`` variables as the worker)."""
+
+    api_url: str = Field(default="http://localhost:8000", validation_alias="API_URL")
+    api_host: str = Field(default="0.0.0.0", validation_alias="API_HOST")
+    api_port: int = Field(default=8000, ge=0, le=65535, validation_alias="API_PORT")
+    # comma-separated origins; empty means no cross-origin browser access at all
+    cors_origins: str = Field(default="", validation_alias="API_CORS_ORIGINS")
+    reads_require_key: bool = Field(default=False, validation_alias="READS_REQUIRE_KEY")
+
+    rate_limit_enabled: bool = Field(default=True, validation_alias="RATE_LIMIT_ENABLED")
+    rate_limit_per_key: str = Field(default="1200/minute", validation_alias="RATE_LIMIT_PER_KEY")
+    rate_limit_per_address: str = Field(
+        default="600/minute", validation_alias="RATE_LIMIT_PER_ADDRESS"
+    )
+    rate_limit_prefix: str = Field(default="cesar:ratelimit", validation_alias="RATE_LIMIT_PREFIX")
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="API_MAX_BODY_BYTES")
+
+    event_stream: str = Field(default=EVENT_STREAM, validation_alias="EVENT_STREAM")
+    ws_queue_size: int = Field(default=1000, ge=1, validation_alias="WS_QUEUE_SIZE")
+    ws_ping_interval: float = Field(default=15.0, gt=0, validation_alias="WS_PING_INTERVAL")
+    ws_replay_limit: int = Field(default=10_000, ge=1, validation_alias="WS_REPLAY_LIMIT")
+    ws_resume_wait: float = Field(default=0.2, ge=0, validation_alias="WS_RESUME_WAIT")
+    ws_max_clients: int = Field(default=10_000, ge=1, validation_alias="WS_MAX_CLIENTS")
+    ws_max_message_bytes: int = Field(
+        default=65_536, ge=1024, validation_alias="WS_MAX_MESSAGE_BYTES"
+    )
+
+    health_probe_timeout: float = Field(default=2.0, gt=0, validation_alias="HEALTH_PROBE_TIMEOUT")
+    worker_stale_seconds: float = Field(default=60.0, gt=0, validation_alias="WORKER_STALE_SECONDS")
+    db_connect_max_delay: float = Field(default=30.0, gt=0, validation_alias="DB_CONNECT_MAX_DELAY")
+    uvicorn_access_log: bool = Field(default=False, validation_alias="API_ACCESS_LOG")
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_address")
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def load_api_settings() -> ApiSettings:
+    return load_settings(ApiSettings)
