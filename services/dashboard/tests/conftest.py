@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
+import cesar_dashboard
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-
-import cesar_dashboard
 
 APP_PATH = Path(cesar_dashboard.__file__).parent / "app.py"
 PAGES = {
@@ -89,3 +92,67 @@ def seed(database_url: str) -> Callable[..., object]:
             await conn.close()
 
     return run
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    authorization: str | None
+
+
+@dataclass
+class RecordingApi:
+    """A stand-in for the API's HTTP surface that records what the dashboard sends.
+
+    It answers ``GET /health`` and ``/livez`` with 200 and every ``POST`` with ``status``
+    (default 200). It checks nothing; tests assert on :attr:`requests`.
+    """
+
+    url: str
+    requests: list[RecordedRequest] = field(default_factory=list)
+    status: int = 200
+
+    def posts(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST"]
+
+
+@pytest.fixture
+def recording_api() -> Iterator[RecordingApi]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    api = RecordingApi(url=f"http://127.0.0.1:{server.server_address[1]}")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: dict[str, object]) -> None:
+            api.requests.append(
+                RecordedRequest(self.command, self.path, self.headers.get("Authorization"))
+            )
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            self._answer(200, {"status": "ok"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            ok = api.status < 400
+            self._answer(api.status, {"status": "ok"} if ok else {"detail": "job is succeeded"})
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -119,6 +119,7 @@ def sidebar(cfg: DashboardSettings) -> None:
     )
     if bar.button(
         "Refresh now",
+        key="refresh_now",
         help="Refresh the materialized views through the API and re-read everything",
         width="stretch",
     ):
