@@ -1,0 +1,96 @@
+"""Handing job rows to arq: one arq job per dispatch, id ``<row id>:<dispatch token>``.
+
+The arq job carries no payload: the worker reads the payload from the row when it claims
+it (the row is the truth). Every job uses the one arq function :data:`ARQ_FUNCTION`; the
+worker looks the job type up in its registry, so a type it lacks fails honestly in
+``job_queue`` instead of being lost inside arq.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from uuid import UUID
+
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import serialize_job
+from redis.exceptions import RedisError
+
+from cesar_core.errors import RedisUnavailable
+from cesar_core.redis import RedisClient
+
+__all__ = [
+    "ARQ_EXPIRES_MS",
+    "ARQ_FUNCTION",
+    "arq_job_id",
+    "missing_from_redis",
+    "new_token",
+    "parse_arq_job_id",
+    "push_jobs",
+]
+
+ARQ_FUNCTION = "cesar.job"
+ARQ_EXPIRES_MS = 86_400_000  # arq's default: a job not started within a day expires
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def arq_job_id(row_id: UUID, token: str) -> str:
+    return f"{row_id}:{token}"
+
+
+def parse_arq_job_id(job_id: str) -> tuple[UUID, str]:
+    row_id, sep, token = job_id.partition(":")
+    if not sep or not token:
+        raise ValueError(f"not a cesar job id: {job_id!r}")
+    return UUID(row_id), token
+
+
+async def push_jobs(
+    redis: RedisClient,
+    queue_name: str,
+    dispatches: Sequence[tuple[UUID, str]],
+    *,
+    expires_ms: int = ARQ_EXPIRES_MS,
+) -> None:
+    """Write arq's job key and queue entry for each (row id, token), in one pipeline."""
+    if not dispatches:
+        return
+    now_ms = int(time.time() * 1000)
+    body = serialize_job(ARQ_FUNCTION, (), {}, None, now_ms)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for row_id, token in dispatches:
+                job_id = arq_job_id(row_id, token)
+                pipe.psetex(job_key_prefix + job_id, expires_ms, body)
+                pipe.zadd(queue_name, {job_id: now_ms})
+            await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise RedisUnavailable(f"cannot dispatch jobs to arq: {exc or type(exc).__name__}") from exc
+
+
+async def missing_from_redis(
+    redis: RedisClient, queue_name: str, dispatches: Sequence[tuple[UUID, str]]
+) -> list[int]:
+    """Indexes of the dispatches arq no longer holds (no job key, or neither queued nor running)."""
+    if not dispatches:
+        return []
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for row_id, token in dispatches:
+                job_id = arq_job_id(row_id, token)
+                pipe.exists(job_key_prefix + job_id)
+                pipe.zscore(queue_name, job_id)
+                pipe.exists(in_progress_key_prefix + job_id)
+            answers = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise RedisUnavailable(f"cannot look jobs up in arq: {exc or type(exc).__name__}") from exc
+    missing = []
+    for i in range(len(dispatches)):
+        has_key, score, in_progress = answers[3 * i : 3 * i + 3]
+        if not has_key or (score is None and not in_progress):
+            missing.append(i)
+    return missing

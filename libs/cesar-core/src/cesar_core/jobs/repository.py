@@ -1,0 +1,309 @@
+"""The SQL of the job system. Every function takes a connection; the caller owns the
+transaction. Timestamps come from the caller's clock (injectable in tests), never ``now()``.
+
+Every update a worker or dispatcher makes is conditioned on the row's ``dispatch_token``: a
+stale holder (one whose job was re-dispatched, cancelled or retried) changes nothing.
+The statements use ``unnest`` over parallel arrays so one round trip covers a whole batch;
+that form (and ``UPDATE ... FROM``) works on PostgreSQL and CockroachDB alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from cesar_core.jobs.models import JOB_COLUMNS, Job
+
+__all__ = [
+    "Dispatch",
+    "cancel_job",
+    "claim_due",
+    "claim_stalled",
+    "count_active",
+    "find_active_by_unique_key",
+    "get_job",
+    "insert_job",
+    "insert_jobs",
+    "list_jobs",
+    "lost_candidates",
+    "mark_queued",
+    "recent_failures",
+    "release_dispatch",
+    "requeue_lost",
+    "retry_job",
+]
+
+Dispatch = tuple[UUID, str, str]  # (row id, dispatch token, job type)
+
+_ACTIVE = "('pending', 'queued', 'running', 'retrying')"
+
+INSERT_JOB = f"""
+INSERT INTO job_queue (job_type, payload, status, max_attempts, run_after, unique_key,
+                       dispatch_token, created_at, updated_at)
+VALUES ($1, CAST($2 AS JSONB), 'pending', $3, $4, $5, $6, $7, $7)
+ON CONFLICT (unique_key) WHERE status IN {_ACTIVE} AND unique_key IS NOT NULL DO NOTHING
+RETURNING {JOB_COLUMNS}
+"""
+
+INSERT_JOBS = f"""
+INSERT INTO job_queue (job_type, payload, status, max_attempts, run_after, dispatch_token,
+                       created_at, updated_at)
+SELECT v.job_type, CAST(v.payload AS JSONB), 'pending', v.max_attempts, v.run_after, v.token,
+       $6, $6
+FROM unnest($1::TEXT[], $2::TEXT[], $3::INT8[], $4::TIMESTAMPTZ[], $5::TEXT[])
+     AS v(job_type, payload, max_attempts, run_after, token)
+RETURNING {JOB_COLUMNS}
+"""
+
+SELECT_ACTIVE_BY_KEY = f"""
+SELECT {JOB_COLUMNS} FROM job_queue
+WHERE unique_key = $1 AND status IN {_ACTIVE}
+"""
+
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM job_queue WHERE id = $1"
+
+LIST_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM job_queue
+WHERE ($1::TEXT IS NULL OR status = $1)
+  AND ($2::TEXT IS NULL OR job_type = $2)
+  AND ($3::TIMESTAMPTZ IS NULL OR created_at >= $3)
+  AND ($4::TIMESTAMPTZ IS NULL OR created_at < $4)
+  AND ($5::TEXT IS NULL
+       OR left(CAST(id AS TEXT), length($5)) = lower($5)
+       OR strpos(lower(CAST(payload AS TEXT)), lower($5)) > 0)
+  AND ($6::TIMESTAMPTZ IS NULL OR (created_at, id) < ($6, $7::UUID))
+ORDER BY created_at DESC, id DESC
+LIMIT $8
+"""
+
+# Dispatch step 3: the row is in arq; pending/retrying -> queued (if the token still holds).
+MARK_QUEUED = """
+UPDATE job_queue AS j SET status = 'queued', updated_at = $3
+FROM unnest($1::UUID[], $2::TEXT[]) AS v(id, token)
+WHERE j.id = v.id AND j.dispatch_token = v.token AND j.status IN ('pending', 'retrying')
+"""
+
+# The push to Redis failed: forget the token so the next reconciler pass tries again.
+RELEASE_DISPATCH = """
+UPDATE job_queue AS j SET dispatch_token = NULL
+FROM unnest($1::UUID[], $2::TEXT[]) AS v(id, token)
+WHERE j.id = v.id AND j.dispatch_token = v.token AND j.status IN ('pending', 'retrying')
+"""
+
+CANCEL_JOB = f"""
+UPDATE job_queue SET status = 'cancelled', dispatch_token = NULL, finished_at = $2,
+                     updated_at = $2
+WHERE id = $1 AND status IN {_ACTIVE}
+RETURNING {JOB_COLUMNS}
+"""
+
+RETRY_JOB = f"""
+UPDATE job_queue SET status = 'pending', attempts = 0, dispatch_token = $2, run_after = $3,
+                     updated_at = $3, last_error = NULL, result = NULL, finished_at = NULL,
+                     started_at = NULL, heartbeat_at = NULL, worker_id = NULL
+WHERE id = $1 AND status IN ('failed', 'cancelled')
+RETURNING {JOB_COLUMNS}
+"""
+
+# Reconciler: due pending/retrying rows that nobody is dispatching, claimed in one statement.
+# A pending row with a token is being dispatched by its enqueuer; it is taken over only
+# after the grace period (the enqueuer crashed between the two writes).
+CLAIM_DUE = """
+UPDATE job_queue SET dispatch_token = CAST(gen_random_uuid() AS TEXT), updated_at = $1
+WHERE id IN (
+    SELECT id FROM job_queue
+    WHERE status IN ('pending', 'retrying') AND run_after <= $1
+      AND (dispatch_token IS NULL OR updated_at <= $2)
+    ORDER BY run_after
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, dispatch_token, job_type
+"""
+
+# Reconciler: running rows whose worker stopped heartbeating. The lost attempt counts;
+# with attempts left the row goes back to retrying (due now), otherwise it fails.
+CLAIM_STALLED = """
+UPDATE job_queue SET
+    status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'retrying' END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END,
+    last_error = 'worker ' || COALESCE(worker_id, 'unknown')
+                 || ' stopped heartbeating during the attempt (killed or stalled)',
+    dispatch_token = NULL, run_after = $1, updated_at = $1
+WHERE id IN (
+    SELECT id FROM job_queue
+    WHERE status = 'running' AND heartbeat_at < $2
+    ORDER BY heartbeat_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, status, job_type
+"""
+
+LOST_CANDIDATES = """
+SELECT id, dispatch_token, job_type FROM job_queue
+WHERE status = 'queued' AND updated_at <= $1
+ORDER BY updated_at
+LIMIT $2
+"""
+
+REQUEUE_LOST = """
+UPDATE job_queue AS j SET status = 'pending', dispatch_token = NULL, updated_at = $3
+FROM unnest($1::UUID[], $2::TEXT[]) AS v(id, token)
+WHERE j.id = v.id AND j.dispatch_token = v.token AND j.status = 'queued'
+RETURNING j.id
+"""
+
+COUNT_ACTIVE = f"""
+SELECT status, COUNT(*) AS n FROM job_queue WHERE status IN {_ACTIVE} GROUP BY status
+"""
+
+RECENT_FAILURES = """
+SELECT id, job_type, last_error, finished_at FROM job_queue
+WHERE status = 'failed' AND finished_at >= $1
+ORDER BY finished_at DESC
+LIMIT $2
+"""
+
+COUNT_RECENT_FAILURES = """
+SELECT COUNT(*) FROM job_queue WHERE status = 'failed' AND finished_at >= $1
+"""
+
+
+async def insert_job(
+    conn: asyncpg.Connection,
+    *,
+    job_type: str,
+    payload_json: str,
+    max_attempts: int,
+    run_after: datetime,
+    unique_key: str | None,
+    token: str | None,
+    now: datetime,
+) -> Job | None:
+    """The new row, or None when an active job already holds ``unique_key``."""
+    row = await conn.fetchrow(
+        INSERT_JOB, job_type, payload_json, max_attempts, run_after, unique_key, token, now
+    )
+    return Job.from_row(row) if row is not None else None
+
+
+async def insert_jobs(
+    conn: asyncpg.Connection,
+    rows: Sequence[tuple[str, str, int, datetime, str | None]],
+    *,
+    now: datetime,
+) -> list[Job]:
+    """Many rows in one statement: (job_type, payload_json, max_attempts, run_after, token)."""
+    columns: list[list[Any]] = [[], [], [], [], []]
+    for row in rows:
+        for i, value in enumerate(row):
+            columns[i].append(value)
+    records = await conn.fetch(INSERT_JOBS, *columns, now)
+    return [Job.from_row(r) for r in records]
+
+
+async def find_active_by_unique_key(conn: asyncpg.Connection, unique_key: str) -> Job | None:
+    row = await conn.fetchrow(SELECT_ACTIVE_BY_KEY, unique_key)
+    return Job.from_row(row) if row is not None else None
+
+
+async def get_job(conn: asyncpg.Connection, job_id: UUID) -> Job | None:
+    row = await conn.fetchrow(SELECT_JOB, job_id)
+    return Job.from_row(row) if row is not None else None
+
+
+async def list_jobs(
+    conn: asyncpg.Connection,
+    *,
+    status: str | None,
+    job_type: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    search: str | None,
+    before: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[Job]:
+    rows = await conn.fetch(
+        LIST_JOBS,
+        status,
+        job_type,
+        created_after,
+        created_before,
+        search,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+    )
+    return [Job.from_row(r) for r in rows]
+
+
+async def mark_queued(
+    conn: asyncpg.Connection, dispatches: Sequence[Dispatch], now: datetime
+) -> None:
+    if dispatches:
+        await conn.execute(MARK_QUEUED, [d[0] for d in dispatches], [d[1] for d in dispatches], now)
+
+
+async def release_dispatch(conn: asyncpg.Connection, dispatches: Sequence[Dispatch]) -> None:
+    if dispatches:
+        await conn.execute(RELEASE_DISPATCH, [d[0] for d in dispatches], [d[1] for d in dispatches])
+
+
+async def cancel_job(conn: asyncpg.Connection, job_id: UUID, now: datetime) -> Job | None:
+    row = await conn.fetchrow(CANCEL_JOB, job_id, now)
+    return Job.from_row(row) if row is not None else None
+
+
+async def retry_job(
+    conn: asyncpg.Connection, job_id: UUID, token: str, now: datetime
+) -> Job | None:
+    row = await conn.fetchrow(RETRY_JOB, job_id, token, now)
+    return Job.from_row(row) if row is not None else None
+
+
+async def claim_due(
+    conn: asyncpg.Connection, *, now: datetime, taken_before: datetime, limit: int
+) -> list[Dispatch]:
+    rows = await conn.fetch(CLAIM_DUE, now, taken_before, limit)
+    return [(r["id"], r["dispatch_token"], r["job_type"]) for r in rows]
+
+
+async def claim_stalled(
+    conn: asyncpg.Connection, *, now: datetime, heartbeat_before: datetime, limit: int
+) -> list[tuple[UUID, str, str]]:
+    """(id, new status, job type) of every stalled running row taken back."""
+    rows = await conn.fetch(CLAIM_STALLED, now, heartbeat_before, limit)
+    return [(r["id"], r["status"], r["job_type"]) for r in rows]
+
+
+async def lost_candidates(
+    conn: asyncpg.Connection, *, queued_before: datetime, limit: int
+) -> list[Dispatch]:
+    rows = await conn.fetch(LOST_CANDIDATES, queued_before, limit)
+    return [(r["id"], r["dispatch_token"], r["job_type"]) for r in rows]
+
+
+async def requeue_lost(
+    conn: asyncpg.Connection, lost: Sequence[Dispatch], now: datetime
+) -> list[UUID]:
+    if not lost:
+        return []
+    rows = await conn.fetch(REQUEUE_LOST, [d[0] for d in lost], [d[1] for d in lost], now)
+    return [r["id"] for r in rows]
+
+
+async def count_active(conn: asyncpg.Connection) -> dict[str, int]:
+    return {r["status"]: int(r["n"]) for r in await conn.fetch(COUNT_ACTIVE)}
+
+
+async def recent_failures(
+    conn: asyncpg.Connection, *, since: datetime, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    count = int(await conn.fetchval(COUNT_RECENT_FAILURES, since))
+    rows = await conn.fetch(RECENT_FAILURES, since, limit)
+    return count, [dict(r) for r in rows]

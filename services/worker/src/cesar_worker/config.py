@@ -1,0 +1,62 @@
+"""The worker's settings: the job queue's variables plus what the worker alone needs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from cesar_core.jobs.builtin import SYNCABLE_TABLES
+from cesar_core.jobs.settings import JobSettings
+from pydantic import Field, SecretStr
+
+__all__ = ["WorkerConfig", "default_worker_id"]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class WorkerConfig(JobSettings):
+    worker_id: str | None = Field(default=None, validation_alias="WORKER_ID")
+    # concurrent jobs per worker; arq reads max(5 * max_jobs, 100) ids per poll
+    worker_max_jobs: int = Field(default=100, ge=1, le=10_000, validation_alias="WORKER_MAX_JOBS")
+    # the Redis poll delay is min(JOB_QUEUE_POLL_INTERVAL, this); see cesar_worker.main
+    worker_redis_poll_cap: float = Field(
+        default=0.05, gt=0, le=60, validation_alias="WORKER_REDIS_POLL_CAP"
+    )
+    worker_metrics_port: int = Field(
+        default=9101, ge=0, le=65535, validation_alias="WORKER_METRICS_PORT"
+    )
+    worker_metrics_host: str = Field(default="0.0.0.0", validation_alias="WORKER_METRICS_HOST")
+    # mirror writes: one transaction at most every this many ms (sooner for `running`)
+    worker_mirror_flush_ms: float = Field(
+        default=20.0, gt=0, le=1000, validation_alias="WORKER_MIRROR_FLUSH_MS"
+    )
+    worker_mirror_start_linger_ms: float = Field(
+        default=2.0, ge=0, le=1000, validation_alias="WORKER_MIRROR_START_LINGER_MS"
+    )
+    worker_reconcile_batch: int = Field(
+        default=1000, ge=1, le=100_000, validation_alias="WORKER_RECONCILE_BATCH"
+    )
+    worker_views_refresh_seconds: int = Field(
+        default=60, ge=1, validation_alias="WORKER_VIEWS_REFRESH_SECONDS"
+    )
+    ollama_url: str = Field(default="http://ollama:11434", validation_alias="OLLAMA_URL")
+    ollama_timeout_seconds: float = Field(
+        default=300.0, gt=0, validation_alias="OLLAMA_TIMEOUT_SECONDS"
+    )
+    supabase_db_url: SecretStr | None = Field(default=None, validation_alias="SUPABASE_DB_URL")
+    supabase_sync_tables: str = Field(
+        default=",".join(SYNCABLE_TABLES), validation_alias="SUPABASE_SYNC_TABLES"
+    )
+    alert_webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
+    alert_window_minutes: float = Field(default=15.0, gt=0, validation_alias="ALERT_WINDOW_MINUTES")
+    ingest_base_dir: str | None = Field(default=None, validation_alias="INGEST_BASE_DIR")
+
+    def resolved_worker_id(self) -> str:
+        return self.worker_id or default_worker_id()
+
+    def sync_tables(self) -> list[str]:
+        wanted = {t.strip() for t in self.supabase_sync_tables.split(",") if t.strip()}
+        return [t for t in SYNCABLE_TABLES if t in wanted]

@@ -1,0 +1,169 @@
+"""Cron duties besides the reconciler: views, pruning, failure alerts, the worker heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from cesar_core import __version__
+from cesar_core.db import Database
+from cesar_core.jobs import repository as repo
+from cesar_core.jobs.maintenance import prune_expired, refresh_materialized_views
+from cesar_core.redis import RedisClient
+from redis.exceptions import RedisError
+
+from cesar_worker import metrics
+from cesar_worker.config import WorkerConfig
+
+__all__ = ["FailureAlerts", "prune", "record_worker_heartbeat", "refresh_views"]
+
+log = logging.getLogger(__name__)
+
+UPSERT_WORKER_HEARTBEAT = """
+INSERT INTO worker_heartbeats (worker_id, hostname, pid, version, queue_name, jobs_running,
+                               started_at, last_seen_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
+ON CONFLICT (worker_id) DO UPDATE SET
+    jobs_running = EXCLUDED.jobs_running, last_seen_at = EXCLUDED.last_seen_at,
+    updated_at = EXCLUDED.updated_at
+"""
+
+
+async def record_worker_heartbeat(
+    db: Database,
+    *,
+    worker_id: str,
+    queue_name: str,
+    jobs_running: int,
+    started_at: datetime,
+    now: datetime,
+) -> None:
+    async def work(conn: Any) -> None:
+        await conn.execute(
+            UPSERT_WORKER_HEARTBEAT,
+            worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            __version__,
+            queue_name,
+            jobs_running,
+            started_at,
+            now,
+        )
+
+    await db.transaction(work)
+
+
+async def refresh_views(db: Database) -> dict[str, float]:
+    timings = await refresh_materialized_views(db)
+    log.info("refreshed materialized views", extra={"timings_ms": timings})
+    return timings
+
+
+async def prune(db: Database, now: datetime) -> dict[str, int]:
+    deleted = await prune_expired(db, now=now)
+    if any(deleted.values()):
+        log.info("pruned expired rows", extra={"deleted": deleted})
+    return deleted
+
+
+class FailureAlerts:
+    """Jobs that failed in the last window: a warning line, a gauge, and a webhook POST.
+
+    Each failure is announced once: the newest ``finished_at`` already announced is kept in
+    Redis (per queue), so several workers running this duty do not repeat an alert.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        redis: RedisClient,
+        config: WorkerConfig,
+        clock: Callable[[], datetime],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.config = config
+        self.clock = clock
+        self.transport = transport
+        self.marker_key = f"{config.job_queue_name}:cesar:alerted-until"
+
+    async def run_once(self) -> dict[str, Any]:
+        now = self.clock()
+        since = now - timedelta(minutes=self.config.alert_window_minutes)
+        async with self.db.connection() as conn:
+            count, newest = await repo.recent_failures(conn, since=since, limit=20)
+        metrics.RECENT_FAILURES.set(count)
+        summary: dict[str, Any] = {
+            "failed": count,
+            "window_minutes": self.config.alert_window_minutes,
+        }
+        if not count:
+            return {**summary, "alerted": False}
+        latest: datetime = newest[0]["finished_at"]
+        if not await self._is_new(latest):
+            return {**summary, "alerted": False}
+        log.warning(
+            "%d job(s) failed in the last %g minutes",
+            count,
+            self.config.alert_window_minutes,
+            extra={"failed_jobs": [str(r["id"]) for r in newest]},
+        )
+        body = {
+            "event": "cesar.jobs.failed",
+            "failed": count,
+            "window_minutes": self.config.alert_window_minutes,
+            "queue": self.config.job_queue_name,
+            "at": now.isoformat(),
+            "jobs": [
+                {
+                    "id": str(r["id"]),
+                    "job_type": r["job_type"],
+                    "last_error": (r["last_error"] or "")[:500],
+                    "finished_at": r["finished_at"].isoformat(),
+                }
+                for r in newest
+            ],
+        }
+        delivered = await self._post(body)
+        if delivered is not False:
+            await self._mark(latest)
+        return {**summary, "alerted": True, "webhook": delivered}
+
+    async def _is_new(self, latest: datetime) -> bool:
+        try:
+            raw = await self.redis.get(self.marker_key)
+        except (RedisError, OSError):
+            return True
+        if raw is None:
+            return True
+        return latest.timestamp() > float(raw)
+
+    async def _mark(self, latest: datetime) -> None:
+        try:
+            await self.redis.set(self.marker_key, str(latest.timestamp()), ex=86_400)
+        except (RedisError, OSError) as exc:
+            log.debug("alert marker not stored: %s", exc)
+
+    async def _post(self, body: dict[str, Any]) -> bool | None:
+        """True delivered, False failed, None when no webhook is configured."""
+        if self.config.alert_webhook_url is None:
+            return None
+        url = self.config.alert_webhook_url.get_secret_value()
+        try:
+            async with httpx.AsyncClient(timeout=5.0, transport=self.transport) as client:
+                response = await client.post(url, json=body)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            metrics.ALERTS_SENT.labels("error").inc()
+            log.error("failure alert webhook failed: %s", type(exc).__name__)
+            return False
+        metrics.ALERTS_SENT.labels("sent").inc()
+        return True

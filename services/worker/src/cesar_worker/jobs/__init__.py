@@ -1,0 +1,1 @@
+"""The built-in job functions, registered as ``cesar.jobs`` entry points (see pyproject)."""
