@@ -32,10 +32,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def settings_for(database_url: str, redis_url: str, prefix: str, **overrides: Any) -> ApiSettings:
+def settings_for(db_url: str, cache_url: str, prefix: str, **overrides: Any) -> ApiSettings:
     values: dict[str, Any] = {
-        "database_url": database_url,
-        "redis_url": redis_url,
+        "database_url": db_url,
+        "redis_url": cache_url,
         "environment": "development",
         "event_stream": f"{prefix}events",
         "rate_limit_prefix": f"{prefix}rl",
