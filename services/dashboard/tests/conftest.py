@@ -42,6 +42,11 @@ def _fresh_cache() -> Iterator[None]:
 
 
 @pytest.fixture
+def unused_port() -> Callable[[], int]:
+    return free_port
+
+
+@pytest.fixture
 def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 

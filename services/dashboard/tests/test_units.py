@@ -94,3 +94,19 @@ def test_search_escapes_like_wildcards() -> None:
     params = JobFilter(search=" AbC ").params()
     assert params[3:] == ("abc%", "%AbC%")
     assert JobFilter().params() == (None, None, None, None, None)
+
+
+def test_api_health_body_names_the_unhealthy_components() -> None:
+    from cesar_dashboard.health import _api_detail
+
+    body = {
+        "status": "degraded",
+        "components": {
+            "database": {"status": "healthy"},
+            "worker": {"status": "absent"},
+            "redis": {"status": "unhealthy", "error": "refused"},
+        },
+    }
+    assert _api_detail(body) == "/health degraded: worker absent, redis unhealthy"
+    assert _api_detail({"status": "healthy", "components": {}}) == "/health healthy"
+    assert _api_detail("not json") == ""

@@ -9,17 +9,28 @@ import streamlit as st
 
 from cesar_dashboard import ui
 
-st.set_page_config(page_title="CESAR ops", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="CESAR ops", page_icon=":material/hub:", layout="wide")
 
 cfg = ui.settings()
 page = st.navigation(
     [
-        st.Page("app_pages/overview.py", title="Overview", icon="🩺", default=True),
-        st.Page("app_pages/jobs.py", title="Jobs", icon="🧰", url_path="jobs"),
-        st.Page("app_pages/sync_lag.py", title="Sync lag", icon="🔁", url_path="sync-lag"),
-        st.Page("app_pages/ingestion.py", title="Ingestion", icon="📥", url_path="ingestion"),
-        st.Page("app_pages/agents.py", title="Agents", icon="🤖", url_path="agents"),
-        st.Page("app_pages/llm.py", title="LLM", icon="💬", url_path="llm"),
+        st.Page(
+            "app_pages/overview.py", title="Overview", icon=":material/monitor_heart:", default=True
+        ),
+        st.Page("app_pages/jobs.py", title="Jobs", icon=":material/work_history:", url_path="jobs"),
+        st.Page(
+            "app_pages/sync_lag.py", title="Sync lag", icon=":material/sync:", url_path="sync-lag"
+        ),
+        st.Page(
+            "app_pages/ingestion.py",
+            title="Ingestion",
+            icon=":material/download:",
+            url_path="ingestion",
+        ),
+        st.Page(
+            "app_pages/agents.py", title="Agents", icon=":material/smart_toy:", url_path="agents"
+        ),
+        st.Page("app_pages/llm.py", title="LLM", icon=":material/chat:", url_path="llm"),
     ]
 )
 ui.sidebar(cfg)

@@ -85,19 +85,36 @@ async def check_api(client: httpx.AsyncClient, api_base: str) -> ServiceHealth:
         return ServiceHealth("API", "down", f"unreachable at {api_base}: {_reason(exc)}")
     latency = _ms(started)
     status_text = ""
+    body: Any = None
     try:
-        body: Any = response.json()
+        body = response.json()
         if isinstance(body, dict):
             status_text = str(body.get("status", ""))
     except ValueError:
         pass
     if response.status_code == 200:
+        if status_text == "degraded":
+            return ServiceHealth("API", "degraded", _api_detail(body), latency)
         return ServiceHealth("API", "ok", f"/health {status_text or 'ok'}", latency)
     if response.status_code == 503:
-        return ServiceHealth(
-            "API", "degraded", f"/health says {status_text or 'unavailable'} (HTTP 503)", latency
-        )
+        return ServiceHealth("API", "down", _api_detail(body) or "/health: HTTP 503", latency)
     return ServiceHealth("API", "down", f"/health answered HTTP {response.status_code}", latency)
+
+
+def _api_detail(body: Any) -> str:
+    """``/health degraded: worker absent`` from the API's health body (its components)."""
+    if not isinstance(body, dict):
+        return ""
+    components = body.get("components")
+    bad = []
+    if isinstance(components, dict):
+        bad = [
+            f"{name} {part.get('status')}"
+            for name, part in components.items()
+            if isinstance(part, dict) and part.get("status") not in ("healthy", "ok", None)
+        ]
+    suffix = f": {', '.join(bad)}" if bad else ""
+    return f"/health {body.get('status', '')}{suffix}"
 
 
 async def check_ollama_proxy(client: httpx.AsyncClient, base: str) -> ServiceHealth:

@@ -33,7 +33,12 @@ SETTINGS_KEY = "cesar_settings"
 REFRESH_KEY = "refresh_seconds"
 FLASH_KEY = "cesar_flash"
 REFRESH_CHOICES = (0, 5, 10, 15, 30, 60, 120, 300)
-STATUS_ICONS = {"ok": "🟢", "degraded": "🟠", "down": "🔴", "unknown": "⚪"}
+STATUS_ICONS = {
+    "ok": ":green[:material/check_circle:]",
+    "degraded": ":orange[:material/warning:]",
+    "down": ":red[:material/error:]",
+    "unknown": ":gray[:material/help:]",
+}
 
 
 def settings() -> DashboardSettings:
@@ -69,10 +74,10 @@ def guarded(part: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) ->
         st.error(
             f"**{part} unreachable** — {exc}. The rest of the dashboard keeps working; "
             "this section shows nothing until the database answers again.",
-            icon="🚫",
+            icon=":material/block:",
         )
     except CesarError as exc:
-        st.error(f"**{part} failed** — {exc}", icon="🚫")
+        st.error(f"**{part} failed** — {exc}", icon=":material/block:")
     return None
 
 
@@ -136,8 +141,11 @@ def sidebar(cfg: DashboardSettings) -> None:
         bar.caption("API_KEY is not set: retry, cancel and view refresh are disabled.")
 
 
-def auto_refresh(render: Callable[[DashboardSettings], None], cfg: DashboardSettings) -> None:
-    """Run ``render`` in a fragment that reruns itself every chosen interval."""
+def auto_refresh(
+    title: str, render: Callable[[DashboardSettings], None], cfg: DashboardSettings
+) -> None:
+    """The page title, then ``render`` in a fragment that reruns itself every chosen interval."""
+    st.title(title)
     interval = float(st.session_state.get(REFRESH_KEY, cfg.refresh_seconds) or 0)
 
     @st.fragment(run_every=interval if interval > 0 else None)

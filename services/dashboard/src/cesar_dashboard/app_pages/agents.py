@@ -3,4 +3,4 @@
 from cesar_dashboard import ui
 from cesar_dashboard.views import agents
 
-ui.auto_refresh(agents.render, ui.settings())
+ui.auto_refresh(agents.TITLE, agents.render, ui.settings())

@@ -3,4 +3,4 @@
 from cesar_dashboard import ui
 from cesar_dashboard.views import ingestion
 
-ui.auto_refresh(ingestion.render, ui.settings())
+ui.auto_refresh(ingestion.TITLE, ingestion.render, ui.settings())

@@ -3,4 +3,4 @@
 from cesar_dashboard import ui
 from cesar_dashboard.views import jobs
 
-ui.auto_refresh(jobs.render, ui.settings())
+ui.auto_refresh(jobs.TITLE, jobs.render, ui.settings())

@@ -3,4 +3,4 @@
 from cesar_dashboard import ui
 from cesar_dashboard.views import llm
 
-ui.auto_refresh(llm.render, ui.settings())
+ui.auto_refresh(llm.TITLE, llm.render, ui.settings())

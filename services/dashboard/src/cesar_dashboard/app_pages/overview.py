@@ -3,4 +3,4 @@
 from cesar_dashboard import ui
 from cesar_dashboard.views import overview
 
-ui.auto_refresh(overview.render, ui.settings())
+ui.auto_refresh(overview.TITLE, overview.render, ui.settings())

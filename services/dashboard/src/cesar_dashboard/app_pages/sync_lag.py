@@ -3,4 +3,4 @@
 from cesar_dashboard import ui
 from cesar_dashboard.views import sync_lag
 
-ui.auto_refresh(sync_lag.render, ui.settings())
+ui.auto_refresh(sync_lag.TITLE, sync_lag.render, ui.settings())

@@ -8,15 +8,17 @@ from cesar_dashboard import data, ui
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
 
-__all__ = ["EVENT_LIMIT", "HEARTBEAT_FRESH_SECONDS", "RATE_SECONDS", "render"]
+__all__ = ["EVENT_LIMIT", "HEARTBEAT_FRESH_SECONDS", "RATE_SECONDS", "TITLE", "render"]
 
 EVENT_LIMIT = 100
 RATE_SECONDS = 3600.0
 HEARTBEAT_FRESH_SECONDS = 300.0
 
 
+TITLE = "Agents"
+
+
 def render(cfg: DashboardSettings) -> None:
-    st.title("Agents")
     url = ui.database_url(cfg)
     if url is None:
         return

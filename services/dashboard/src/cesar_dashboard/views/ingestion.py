@@ -8,13 +8,15 @@ from cesar_dashboard import data, ui
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
 
-__all__ = ["FAILURE_LIMIT", "render"]
+__all__ = ["FAILURE_LIMIT", "TITLE", "render"]
 
 FAILURE_LIMIT = 50
 
 
+TITLE = "Ingestion"
+
+
 def render(cfg: DashboardSettings) -> None:
-    st.title("Ingestion")
     url = ui.database_url(cfg)
     if url is None:
         return

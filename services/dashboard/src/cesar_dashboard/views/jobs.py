@@ -22,7 +22,7 @@ from cesar_dashboard.repository import (
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
 
-__all__ = ["LIST_LIMIT", "WINDOWS", "render"]
+__all__ = ["LIST_LIMIT", "TITLE", "WINDOWS", "render"]
 
 LIST_LIMIT = 200
 WINDOWS: dict[str, float | None] = {
@@ -43,6 +43,9 @@ class PendingAction:
     job_id: str | None
     flt: JobFilter | None
     count: int
+
+
+TITLE = "Jobs"
 
 
 def _filters(job_types: list[str]) -> JobFilter:
@@ -237,7 +240,6 @@ def _details(cfg: DashboardSettings, url: str, jobs: list[dict[str, Any]], can_a
 
 
 def render(cfg: DashboardSettings) -> None:
-    st.title("Jobs")
     url = ui.database_url(cfg)
     if url is None:
         return

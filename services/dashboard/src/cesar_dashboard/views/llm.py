@@ -8,9 +8,12 @@ from cesar_dashboard import data, ui
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
 
-__all__ = ["WINDOWS", "render"]
+__all__ = ["TITLE", "WINDOWS", "render"]
 
 WINDOWS = {"Last 24 hours": 86400.0, "Last 7 days": 7 * 86400.0, "Last 30 days": 30 * 86400.0}
+
+
+TITLE = "LLM cache"
 
 
 def _ratio(hits: float, misses: float) -> str:
@@ -19,7 +22,6 @@ def _ratio(hits: float, misses: float) -> str:
 
 
 def render(cfg: DashboardSettings) -> None:
-    st.title("LLM cache")
     url = ui.database_url(cfg)
     if url is None:
         return

@@ -10,9 +10,12 @@ from cesar_dashboard.repository import ACTIVE_STATUSES
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
 
-__all__ = ["LAG_THRESHOLD_SECONDS", "render"]
+__all__ = ["LAG_THRESHOLD_SECONDS", "TITLE", "render"]
 
 LAG_THRESHOLD_SECONDS = 300.0
+
+
+TITLE = "CESAR ops · Overview"
 
 
 def _health(report: HealthReport) -> None:
@@ -107,7 +110,6 @@ def _ingestion_glance(overview: data.OverviewData) -> None:
 
 
 def render(cfg: DashboardSettings) -> None:
-    st.title("CESAR ops · Overview")
     url = ui.database_url(cfg)
     report = data.health_report(
         url,

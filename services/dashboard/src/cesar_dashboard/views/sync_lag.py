@@ -12,12 +12,15 @@ from cesar_dashboard.repository import SYNC_LAG_METRIC
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
 
-__all__ = ["HISTORY_SECONDS", "LAG_THRESHOLD_SECONDS", "render"]
+__all__ = ["HISTORY_SECONDS", "LAG_THRESHOLD_SECONDS", "TITLE", "render"]
 
 LAG_THRESHOLD_SECONDS = 300.0
 HISTORY_SECONDS = 24 * 3600.0
 SAMPLES_KEY = "sync_lag_samples"
 MAX_SAMPLES = 2000
+
+
+TITLE = "Sync lag"
 
 
 def _remember(systems: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,7 +41,6 @@ def _remember(systems: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render(cfg: DashboardSettings) -> None:
-    st.title("Sync lag")
     url = ui.database_url(cfg)
     if url is None:
         return
