@@ -34,10 +34,12 @@ dev: install ## run every service as a local process against DATABASE_URL and RE
 	$(UV) run honcho -f Procfile.dev start
 
 test: install ## the whole suite (starts PostgreSQL and Redis when needed)
+	./scripts/install-system-deps.sh
 	./scripts/ensure-services.sh
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test-fast: install ## the suite without slow, e2e, browser and fault tests
+	./scripts/install-system-deps.sh
 	./scripts/ensure-services.sh
 	$(UV) run pytest -m "not slow and not e2e and not browser and not faults" $(PYTEST_ARGS)
 
