@@ -119,6 +119,8 @@ class FakeOllama:
         self.streams_finished = 0
         self.holding = 0
         self._gate = asyncio.Event()
+        #: the base URL while :meth:`serve` runs
+        self.url = ""
         self.app = create_fake_app(self)
 
     # -- control --------------------------------------------------------------------------
@@ -147,6 +149,7 @@ class FakeOllama:
     async def serve(self, host: str = "127.0.0.1") -> AsyncIterator[str]:
         """Serve in the current event loop; yields the base URL."""
         async with serve_app(self.app, host=host) as url:
+            self.url = url
             yield url
 
     # -- helpers --------------------------------------------------------------------------

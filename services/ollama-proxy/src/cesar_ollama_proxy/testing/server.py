@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["free_port", "serve_app"]
+__all__ = ["free_port", "serve_app", "wait_until"]
 
 
 def free_port() -> int:
@@ -43,3 +43,18 @@ async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1") -> AsyncIterator[s
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+
+
+async def wait_until(
+    predicate: Callable[[], object | Awaitable[object]], what: str, *, attempts: int = 1000
+) -> None:
+    """Poll ``predicate()`` (sync or async) every 10 ms until it is true; fail naming ``what``.
+    For tests that wait on an event they cannot be told about; never asserts a duration."""
+    for _ in range(attempts):
+        result = predicate()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
