@@ -52,8 +52,14 @@ format: install ## format the code
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-verify: install ## check a running stack, one line per item (API_URL, DATABASE_URL, ...)
-	$(UV) run python -m cesar_core.verify
+verify: ## check a running stack, one line per item (compose when it runs, else local processes)
+	@if $(COMPOSE) ps --status running --services 2>/dev/null | grep -qx api; then \
+	  $(COMPOSE) run --rm --no-deps -e API_URL=http://api:8000 \
+	    -e OLLAMA_PROXY_URL=http://ollama-proxy:11435 -e DASHBOARD_URL=http://dashboard:3000 \
+	    migrator cesar-verify; \
+	else \
+	  $(MAKE) --no-print-directory install >/dev/null && $(UV) run cesar-verify; \
+	fi
 
 bench: install ## benchmarks; results in bench/results/
 	./scripts/ensure-services.sh
