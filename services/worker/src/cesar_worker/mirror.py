@@ -126,6 +126,7 @@ class MirrorBatcher:
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._inflight = False
         self.flushes = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class MirrorBatcher:
 
     async def drain(self) -> None:
         """Wait until everything handed over so far is written (for tests and shutdown)."""
-        while self._batch.size() or self._wake.is_set():
+        while self._batch.size() or self._wake.is_set() or self._inflight:
             self._signal(urgent=True)
             await asyncio.sleep(0.005)
 
@@ -215,7 +216,11 @@ class MirrorBatcher:
             self._wake.clear()
             self._urgent.clear()
             if batch.size():
-                ok = await self._flush(batch)
+                self._inflight = True
+                try:
+                    ok = await self._flush(batch)
+                finally:
+                    self._inflight = False
                 if not ok:
                     self._requeue(batch)
                     if self._closing and backoff > 2:

@@ -130,7 +130,7 @@ RETURNING id, dispatch_token, job_type
 CLAIM_STALLED = """
 UPDATE job_queue SET
     status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'retrying' END,
-    finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN CAST($1 AS TIMESTAMPTZ) ELSE NULL END,
     last_error = 'worker ' || COALESCE(worker_id, 'unknown')
                  || ' stopped heartbeating during the attempt (killed or stalled)',
     dispatch_token = NULL, run_after = $1, updated_at = $1
