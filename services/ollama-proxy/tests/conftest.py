@@ -11,11 +11,10 @@ import httpx
 import pytest
 import pytest_asyncio
 from cesar_core.redis import RedisClient
-from fastapi import FastAPI
-
 from cesar_ollama_proxy.app import create_app
 from cesar_ollama_proxy.settings import ProxySettings, load_proxy_settings
 from cesar_ollama_proxy.testing import FakeOllama, serve_app
+from fastapi import FastAPI
 
 
 @dataclass
@@ -62,9 +61,7 @@ def settings_for(
 
 
 @pytest.fixture
-def start_proxy(
-    settings_for: Callable[..., ProxySettings], redis: RedisClient
-) -> ProxyFactory:
+def start_proxy(settings_for: Callable[..., ProxySettings], redis: RedisClient) -> ProxyFactory:
     """``async with start_proxy(**settings) as proxy``: an in-process proxy on a free port.
     Depends on ``redis`` so the keys under the test's prefix are deleted afterwards."""
 

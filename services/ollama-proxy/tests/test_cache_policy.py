@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from cesar_ollama_proxy.cache import cache_key, decide
 from cesar_ollama_proxy.routes import classify
 
@@ -16,7 +15,12 @@ assert GENERATE and V1_CHAT and EMBED
 
 
 def _decide(payload: dict[str, Any], route: Any = GENERATE, **kw: Any) -> str:
-    args: dict[str, Any] = {"mode": "deterministic", "cache_control": "", "x_cache": "", "prefix": "p:"}
+    args: dict[str, Any] = {
+        "mode": "deterministic",
+        "cache_control": "",
+        "x_cache": "",
+        "prefix": "p:",
+    }
     args.update(kw)
     return decide(route, payload, **args).status
 
@@ -51,7 +55,13 @@ def test_embeddings_are_always_deterministic() -> None:
 
 @pytest.mark.parametrize(
     ("cache_control", "x_cache"),
-    [("no-cache", ""), ("no-store", ""), ("max-age=0, no-cache", ""), ("", "bypass"), ("", "BYPASS")],
+    [
+        ("no-cache", ""),
+        ("no-store", ""),
+        ("max-age=0, no-cache", ""),
+        ("", "bypass"),
+        ("", "BYPASS"),
+    ],
 )
 def test_requests_that_ask_not_to_be_cached_are_never_cached(
     cache_control: str, x_cache: str

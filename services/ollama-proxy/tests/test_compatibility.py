@@ -9,7 +9,6 @@ import json
 import httpx
 import ollama
 import pytest
-
 from cesar_ollama_proxy.testing import FakeOllama
 
 MODEL = "llama3.2:1b"
@@ -91,13 +90,13 @@ async def test_the_synchronous_client_works_too(proxy) -> None:
 
 
 async def test_ndjson_lines_pass_through_unchanged(proxy, fake) -> None:
-    async with proxy.client() as http:
-        async with http.stream(
-            "POST", "/api/generate", json={"model": MODEL, "prompt": "raw lines"}
-        ) as resp:
-            assert resp.headers["content-type"] == "application/x-ndjson"
-            assert resp.headers["x-cache"] == "SKIP"
-            lines = [json.loads(line) async for line in resp.aiter_lines() if line]
+    async with (
+        proxy.client() as http,
+        http.stream("POST", "/api/generate", json={"model": MODEL, "prompt": "raw lines"}) as resp,
+    ):
+        assert resp.headers["content-type"] == "application/x-ndjson"
+        assert resp.headers["x-cache"] == "SKIP"
+        lines = [json.loads(line) async for line in resp.aiter_lines() if line]
     assert [line["done"] for line in lines] == [False] * 5 + [True]
     assert set(lines[-1]) >= {"prompt_eval_count", "eval_count", "done_reason", "context"}
 

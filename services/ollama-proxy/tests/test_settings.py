@@ -4,7 +4,6 @@ import re
 
 import pytest
 from cesar_core.errors import ConfigurationError
-
 from cesar_ollama_proxy.settings import load_proxy_settings
 
 

@@ -8,7 +8,6 @@ import json
 import httpx
 import ollama
 import pytest
-
 from cesar_ollama_proxy.testing import FakeOllama, free_port, wait_until
 
 MODEL = "llama3.2:1b"
@@ -18,17 +17,18 @@ async def test_first_chunk_reaches_the_client_before_the_upstream_finishes(
     proxy, fake: FakeOllama
 ) -> None:
     fake.config.hold_after_chunks = 2  # the fake sends two chunks, then waits for release()
-    async with asyncio.timeout(30), proxy.client() as http:
-        async with http.stream(
-            "POST", "/api/generate", json={"model": MODEL, "prompt": "order"}
-        ) as resp:
-            lines = resp.aiter_lines()
-            first = json.loads(await anext(lines))
-            # the client holds a chunk while the upstream is still mid-answer
-            assert first["done"] is False
-            assert fake.holding == 1 and fake.streams_finished == 0
-            fake.release()
-            rest = [json.loads(line) async for line in lines if line]
+    async with (
+        asyncio.timeout(30),
+        proxy.client() as http,
+        http.stream("POST", "/api/generate", json={"model": MODEL, "prompt": "order"}) as resp,
+    ):
+        lines = resp.aiter_lines()
+        first = json.loads(await anext(lines))
+        # the client holds a chunk while the upstream is still mid-answer
+        assert first["done"] is False
+        assert fake.holding == 1 and fake.streams_finished == 0
+        fake.release()
+        rest = [json.loads(line) async for line in lines if line]
     assert rest[-1]["done"] is True and len(rest) == 5
     assert fake.streams_finished == 1
 
@@ -146,7 +146,9 @@ async def test_connection_lost_mid_stream_ends_with_an_error_line(proxy, fake: F
     fake.config.drop_after_chunks = 3
     async with proxy.client() as http:
         async with http.stream(
-            "POST", "/api/chat", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+            "POST",
+            "/api/chat",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
         ) as resp:
             assert resp.status_code == 200
             lines = [json.loads(line) async for line in resp.aiter_lines() if line]
@@ -178,13 +180,13 @@ async def test_a_client_that_leaves_mid_stream_frees_the_upstream_slot(
     fake.config.hold_after_chunks = 1
     async with start_proxy(PROXY_MAX_CONCURRENT_UPSTREAM=1) as running:
         upstream = running.app.state.proxy.upstream
-        async with running.client() as http:
-            async with http.stream(
-                "POST", "/api/generate", json={"model": MODEL, "prompt": "bye"}
-            ) as resp:
-                lines = resp.aiter_lines()
-                await anext(lines)
-                assert upstream.in_flight == 1
+        async with (
+            running.client() as http,
+            http.stream("POST", "/api/generate", json={"model": MODEL, "prompt": "bye"}) as resp,
+        ):
+            lines = resp.aiter_lines()
+            await anext(lines)
+            assert upstream.in_flight == 1
         # the client closed its connection while the upstream was mid-answer: the proxy frees
         # the slot and hangs up on Ollama too, which stops generating
         await wait_until(lambda: upstream.in_flight == 0, "the slot to be released")
