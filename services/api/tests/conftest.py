@@ -13,15 +13,13 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from fastapi import FastAPI
-
-from cesar_core.db import Database
-from cesar_core.redis import RedisClient
-
 from cesar_api.app import create_app
 from cesar_api.database import write
 from cesar_api.repositories import api_keys
 from cesar_api.settings import ApiSettings
+from cesar_core.db import Database
+from cesar_core.redis import RedisClient
+from fastapi import FastAPI
 
 MakeKey = Callable[..., Awaitable[str]]
 

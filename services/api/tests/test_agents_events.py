@@ -6,11 +6,9 @@ import json
 import uuid
 
 import httpx
-
+from cesar_api.settings import ApiSettings
 from cesar_core.db import Database
 from cesar_core.redis import RedisClient
-
-from cesar_api.settings import ApiSettings
 
 
 async def test_agent_lifecycle(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-
 from cesar_core.db import Database
 
 
@@ -52,7 +51,9 @@ async def test_financial_upsert_and_range(
 
     invalid = await client.post(
         "/api/v1/financial-data",
-        json={"bars": [bar("2024-02-01T00:00:00Z", 1), bar("2024-02-02T00:00:00Z", 1, high=1, low=2)]},
+        json={
+            "bars": [bar("2024-02-01T00:00:00Z", 1), bar("2024-02-02T00:00:00Z", 1, high=1, low=2)]
+        },
         headers=auth,
     )
     assert invalid.status_code == 422 and "high" in invalid.json()["error"]["message"]
@@ -160,9 +161,7 @@ async def test_llm_cache_metrics(client: httpx.AsyncClient, db: Database) -> Non
     assert totals["qwen"]["hit_rate"] == 1.0
     assert len(body["buckets"]) == 3
     only = (
-        await client.get(
-            "/api/v1/llm/cache-metrics?model=llama&since=2024-01-01T01:00:00Z"
-        )
+        await client.get("/api/v1/llm/cache-metrics?model=llama&since=2024-01-01T01:00:00Z")
     ).json()
     assert len(only["buckets"]) == 1 and only["totals"][0]["requests"] == 10
     assert (

@@ -10,12 +10,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from cesar_core.db import Database, connect
-from cesar_core.testing import admin_url, database_named, drop_database
-
 from cesar_api.app import create_app
 from cesar_api.settings import ApiSettings
+from cesar_core.db import Database, connect
+from cesar_core.testing import admin_url, database_named, drop_database
 
 from .conftest import client_for, free_port
 

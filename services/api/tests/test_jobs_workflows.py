@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import httpx
-
 from cesar_core.db import Database
 
 STEPS = {"steps": [{"name": "fetch", "action": "noop"}, {"name": "store", "action": "noop"}]}
@@ -87,7 +86,9 @@ async def test_job_routes(client: httpx.AsyncClient, auth: dict[str, str], db: D
     retried = await client.post(f"/api/v1/jobs/{job['id']}/retry", headers=auth)
     assert retried.status_code == 200
     assert retried.json()["status"] in ("pending", "queued") and retried.json()["attempts"] == 0
-    assert (await client.post(f"/api/v1/jobs/{uuid.uuid4()}/cancel", headers=auth)).status_code == 404
+    assert (
+        await client.post(f"/api/v1/jobs/{uuid.uuid4()}/cancel", headers=auth)
+    ).status_code == 404
     assert (await client.post(f"/api/v1/jobs/{job['id']}/cancel")).status_code == 401
 
 
@@ -174,9 +175,7 @@ async def test_workflow_templates_and_execution(
     ).json()["items"]
     assert [e["id"] for e in listed] == [execution["id"]]
     assert (await client.get("/api/v1/workflows/executions?status=running")).json()["items"]
-    assert (
-        await client.get(f"/api/v1/workflows/executions/{uuid.uuid4()}")
-    ).status_code == 404
+    assert (await client.get(f"/api/v1/workflows/executions/{uuid.uuid4()}")).status_code == 404
 
     # unique_key: a second execute while the first is active returns the same execution
     first = await client.post(

@@ -6,14 +6,12 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-
-from cesar_core.db import Database
-
 from cesar_api import keys_cli
 from cesar_api.app import create_app
 from cesar_api.database import write
 from cesar_api.repositories import api_keys
 from cesar_api.settings import ApiSettings
+from cesar_core.db import Database
 
 from .conftest import MakeKey, client_for
 
@@ -30,7 +28,9 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     return dict(body["error"])
 
 
-async def test_writes_need_a_valid_key(client: httpx.AsyncClient, make_key: MakeKey, db: Database) -> None:
+async def test_writes_need_a_valid_key(
+    client: httpx.AsyncClient, make_key: MakeKey, db: Database
+) -> None:
     error = assert_error(await client.post("/api/v1/agents", json=AGENT), 401, "unauthorized")
     assert "API key" in str(error["message"])
     response = await client.post(
@@ -168,7 +168,9 @@ async def test_validation_errors_name_field_and_problem(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     error = assert_error(
-        await client.post("/api/v1/agents", json={"agent_type": "x", "status": "sleepy"}, headers=auth),
+        await client.post(
+            "/api/v1/agents", json={"agent_type": "x", "status": "sleepy"}, headers=auth
+        ),
         422,
         "invalid_input",
     )
@@ -177,7 +179,11 @@ async def test_validation_errors_name_field_and_problem(
     fields = {d["field"] for d in error["details"]}  # type: ignore[attr-defined]
     assert {"body.name", "body.status"} <= fields
     error = assert_error(
-        await client.post("/api/v1/agents", content=b"{not json", headers={**auth, "Content-Type": "application/json"}),
+        await client.post(
+            "/api/v1/agents",
+            content=b"{not json",
+            headers={**auth, "Content-Type": "application/json"},
+        ),
         422,
         "invalid_input",
     )

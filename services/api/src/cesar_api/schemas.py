@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    """Only ISO 8601 text (or a datetime): no epoch numbers sneaking in as timestamps."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date-time with a time zone, e.g. 2024-01-31T12:00:00Z")
+
+
+# date-time with a zone; numbers are refused
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+# body numbers and flags: no strings or booleans coerced into them
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
 
 __all__ = [
+    "Count",
     "Cursor",
+    "Flag",
     "Limit",
     "Name",
     "NoNullsModel",
+    "Number",
     "ShortText",
     "StrictModel",
+    "Timestamp",
 ]
 
 # a non-blank single token of text (names, types, symbols)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
+from cesar_api.ordered_id import ordered_uuid
 from cesar_api.repositories import as_dicts, dump_json
 
 __all__ = ["EVENT_COLUMNS", "insert_many", "list_events", "position_of", "replay_after"]
@@ -57,7 +58,7 @@ async def insert_many(
     conn: asyncpg.Connection, events: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Insert every event in one statement; rows come back in the order given."""
-    ids = [uuid4() for _ in events]
+    ids = [ordered_uuid() for _ in events]
     rows = await conn.fetch(
         INSERT_EVENTS,
         ids,

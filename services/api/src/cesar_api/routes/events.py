@@ -13,7 +13,7 @@ from uuid import UUID
 from cesar_core.errors import CesarError, RedisUnavailable
 from cesar_core.events import publish_events
 from fastapi import APIRouter, Query, WebSocket, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from cesar_api.database import read, write
@@ -24,7 +24,7 @@ from cesar_api.pagination import Page, decode_cursor, next_cursor
 from cesar_api.repositories import agents as agents_repo
 from cesar_api.repositories import events as repo
 from cesar_api.resources import Resources
-from cesar_api.schemas import Cursor, Limit, Name, StrictModel
+from cesar_api.schemas import Cursor, Limit, Name, StrictModel, Timestamp
 
 __all__ = ["router"]
 
@@ -42,7 +42,7 @@ class EventIn(StrictModel):
     severity: Severity = "info"
     source: Label | None = None
     correlation_id: Label | None = None
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Timestamp | None = Field(
         default=None, description="when it happened (with a time zone); default: now"
     )
 
@@ -126,7 +126,7 @@ async def list_events(
     _key: ReadKey,
     agent_id: UUID | None = None,
     event_type: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at >= since")] = None,
+    since: Annotated[Timestamp | None, Query(description="occurred_at >= since")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> EventPage:

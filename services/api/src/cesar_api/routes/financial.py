@@ -8,13 +8,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from cesar_api.database import read, write
 from cesar_api.deps import DbDep, ReadKey, WriteKey
 from cesar_api.errors import InvalidInput
 from cesar_api.repositories import financial as repo
-from cesar_api.schemas import StrictModel
+from cesar_api.schemas import Number, StrictModel, Timestamp
 
 __all__ = ["router"]
 
@@ -23,18 +23,18 @@ router = APIRouter(prefix="/api/v1/financial-data", tags=["financial data"])
 SYMBOL_PATTERN = r"^[A-Za-z0-9._\-^=/:]{1,40}$"
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="e.g. AAPL, BRK.B, ^GSPC")]
 Interval = Annotated[str, Field(pattern=r"^[0-9A-Za-z]{1,20}$", description="e.g. 1m, 1h, 1d")]
-Price = Annotated[float, Field(allow_inf_nan=False)]
+Price = Number
 
 
 class BarIn(StrictModel):
     symbol: Symbol
-    ts: AwareDatetime = Field(description="bar start, with a time zone")
+    ts: Timestamp = Field(description="bar start, with a time zone")
     bar_interval: Interval = "1d"
     open: Price | None = None
     high: Price | None = None
     low: Price | None = None
     close: Price
-    volume: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    volume: Annotated[Number, Field(ge=0)] | None = None
     source: Annotated[str, Field(min_length=1, max_length=100)] = "api"
 
     @model_validator(mode="after")
@@ -104,8 +104,8 @@ async def query_bars(
     symbol: Annotated[str, Path(pattern=SYMBOL_PATTERN)],
     db: DbDep,
     _key: ReadKey,
-    start: Annotated[AwareDatetime | None, Query(description="ts >= start")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="ts < end")] = None,
+    start: Annotated[Timestamp | None, Query(description="ts >= start")] = None,
+    end: Annotated[Timestamp | None, Query(description="ts < end")] = None,
     bar_interval: Annotated[str | None, Query(pattern=r"^[0-9A-Za-z]{1,20}$")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> BarSeries:

@@ -8,14 +8,14 @@ from uuid import UUID
 
 from cesar_core.jobs.builtin import FinancialIngestPayload
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from cesar_api.database import read
 from cesar_api.deps import DbDep, QueueDep, ReadKey, WriteKey
 from cesar_api.pagination import Page, decode_cursor, next_cursor
 from cesar_api.repositories import ingestions as repo
 from cesar_api.routes.jobs import JobOut
-from cesar_api.schemas import Cursor, Limit, StrictModel
+from cesar_api.schemas import Count, Cursor, Limit, StrictModel, Timestamp
 
 __all__ = ["router"]
 
@@ -27,8 +27,8 @@ IngestionStatus = Literal["running", "succeeded", "partial", "failed"]
 
 class IngestionIn(StrictModel):
     payload: FinancialIngestPayload
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    run_after: AwareDatetime | None = None
+    max_attempts: Annotated[Count, Field(ge=1, le=100)] | None = None
+    run_after: Timestamp | None = None
     unique_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -71,7 +71,7 @@ async def ingestion_log(
     _key: ReadKey,
     source: Annotated[str | None, Query(max_length=100)] = None,
     status: IngestionStatus | None = None,
-    since: Annotated[AwareDatetime | None, Query(description="started_at >= since")] = None,
+    since: Annotated[Timestamp | None, Query(description="started_at >= since")] = None,
     job_id: UUID | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,

@@ -8,11 +8,11 @@ from uuid import UUID
 
 from cesar_core.jobs import Job, JobStatus
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from cesar_api.deps import QueueDep, ReadKey, WriteKey
 from cesar_api.pagination import Page, decode_cursor, next_cursor
-from cesar_api.schemas import Cursor, Limit, Name, StrictModel
+from cesar_api.schemas import Count, Cursor, Limit, Name, StrictModel, Timestamp
 
 __all__ = ["JobOut", "router"]
 
@@ -22,8 +22,8 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 class JobIn(StrictModel):
     job_type: Name = Field(description="a registered job type, e.g. maintenance.noop")
     payload: dict[str, Any] = Field(default_factory=dict)
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    run_after: AwareDatetime | None = Field(default=None, description="not before (with zone)")
+    max_attempts: Annotated[Count, Field(ge=1, le=100)] | None = None
+    run_after: Timestamp | None = Field(default=None, description="not before (with zone)")
     unique_key: str | None = Field(
         default=None,
         min_length=1,
@@ -80,8 +80,8 @@ async def list_jobs(
     _key: ReadKey,
     status: JobStatus | None = None,
     job_type: Annotated[str | None, Query(max_length=200)] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     search: Annotated[
         str | None, Query(max_length=200, description="id prefix or text in the payload")
     ] = None,

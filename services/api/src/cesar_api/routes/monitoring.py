@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from cesar_api.database import read
 from cesar_api.deps import DbDep, ReadKey, WriteKey
 from cesar_api.errors import InvalidInput, NotFound
 from cesar_api.repositories import llm_metrics, monitoring, sync
+from cesar_api.schemas import Timestamp
 
 __all__ = ["router"]
 
@@ -172,8 +173,8 @@ async def cache_metrics(
     db: DbDep,
     _key: ReadKey,
     model: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="bucket_start >= since")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="bucket_start < until")] = None,
+    since: Annotated[Timestamp | None, Query(description="bucket_start >= since")] = None,
+    until: Annotated[Timestamp | None, Query(description="bucket_start < until")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="buckets returned")] = 168,
 ) -> CacheMetrics:
     """Hourly cache counters per model, newest first, and totals with hit rate."""

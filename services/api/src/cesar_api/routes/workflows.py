@@ -17,7 +17,7 @@ from cesar_api.errors import Conflict, NotFound
 from cesar_api.pagination import Page, decode_cursor, next_cursor
 from cesar_api.repositories import workflows as repo
 from cesar_api.routes.jobs import JobOut
-from cesar_api.schemas import Cursor, Limit, Name, StrictModel
+from cesar_api.schemas import Count, Cursor, Flag, Limit, Name, StrictModel
 
 __all__ = ["router"]
 
@@ -55,14 +55,14 @@ class TemplateIn(StrictModel):
     name: Name
     description: str | None = Field(default=None, max_length=4000)
     definition: Definition
-    is_active: bool = True
+    is_active: Flag = True
     created_by: str | None = Field(default=None, max_length=200)
 
 
 class VersionIn(StrictModel):
     description: str | None = Field(default=None, max_length=4000)
     definition: Definition
-    is_active: bool = True
+    is_active: Flag = True
     created_by: str | None = Field(default=None, max_length=200)
 
 
@@ -85,7 +85,7 @@ class TemplatePage(Page):
 class ExecuteIn(StrictModel):
     input: dict[str, Any] = Field(default_factory=dict)
     triggered_by: str | None = Field(default=None, max_length=200)
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    max_attempts: Annotated[Count, Field(ge=1, le=100)] | None = None
     unique_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
