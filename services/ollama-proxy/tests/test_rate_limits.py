@@ -41,20 +41,26 @@ async def test_client_limit_is_429_in_ollama_shape_with_retry_after(start_proxy)
     assert 'ollama_proxy_rate_limited_total{scope="client"} 3.0' in metrics
 
 
-async def test_model_limit_counts_upstream_work_not_cache_hits(start_proxy, fake) -> None:
+async def test_model_limit_counts_upstream_work_not_cache_hits(
+    start_proxy, fake, redis, redis_prefix: str
+) -> None:
     body = {"model": MODEL, "prompt": "m", "stream": False, "options": {"temperature": 0}}
-    async with start_proxy(PROXY_RATE_LIMIT_MODEL="2/minute") as running:
-        async with running.client() as http:
-            first = await http.post("/api/generate", json=body)
-            await wait_until(lambda: fake.requests["/api/generate"] == 1, "the first answer")
-            hits = []
-            for _ in range(3):
-                hits.append((await http.post("/api/generate", json=body)).headers["x-cache"])
-            second = await http.post("/api/generate", json={**body, "prompt": "n"})
-            third = await http.post("/api/generate", json={**body, "prompt": "o"})
-            other_model = await http.post(
-                "/api/embed", json={"model": "nomic-embed-text", "input": "x"}
-            )
+
+    async def stored() -> bool:
+        return bool([k async for k in redis.scan_iter(match=f"{redis_prefix}cache:*")])
+
+    async with (
+        start_proxy(PROXY_RATE_LIMIT_MODEL="2/minute") as running,
+        running.client() as http,
+    ):
+        first = await http.post("/api/generate", json=body)
+        await wait_until(stored, "the first answer in the cache")
+        hits = [(await http.post("/api/generate", json=body)).headers["x-cache"] for _ in "abc"]
+        second = await http.post("/api/generate", json={**body, "prompt": "n"})
+        third = await http.post("/api/generate", json={**body, "prompt": "o"})
+        other_model = await http.post(
+            "/api/embed", json={"model": "nomic-embed-text", "input": "x"}
+        )
     assert first.status_code == 200 and second.status_code == 200
     assert hits == ["HIT", "HIT", "HIT"]
     assert third.status_code == 429
@@ -74,6 +80,10 @@ def fake_process() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _spawn_proxy(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cesar_ollama_proxy"], env=env)
 
 
 async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -109,12 +119,7 @@ async def test_limits_are_shared_by_two_proxy_processes(
     try:
         for _ in range(2):
             port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "cesar_ollama_proxy"],
-                    env={**env, "PROXY_PORT": str(port)},
-                )
-            )
+            procs.append(_spawn_proxy({**env, "PROXY_PORT": str(port)}))
             urls.append(f"http://127.0.0.1:{port}")
         await asyncio.gather(*(_wait_ready(u, p) for u, p in zip(urls, procs, strict=True)))
         headers = {"Authorization": "Bearer shared-client"}

@@ -36,13 +36,16 @@ async def test_first_chunk_reaches_the_client_before_the_upstream_finishes(
 async def test_openai_sse_is_streamed_too(proxy, fake: FakeOllama) -> None:
     fake.config.hold_after_chunks = 1
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True}
-    async with asyncio.timeout(30), proxy.client() as http:
-        async with http.stream("POST", "/v1/chat/completions", json=body) as resp:
-            lines = resp.aiter_lines()
-            assert (await anext(lines)).startswith("data: {")
-            assert fake.holding == 1
-            fake.release()
-            rest = [line async for line in lines if line]
+    async with (
+        asyncio.timeout(30),
+        proxy.client() as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as resp,
+    ):
+        lines = resp.aiter_lines()
+        assert (await anext(lines)).startswith("data: {")
+        assert fake.holding == 1
+        fake.release()
+        rest = [line async for line in lines if line]
     assert rest[-1] == "data: [DONE]"
 
 
