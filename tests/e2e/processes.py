@@ -3,6 +3,7 @@ injected without touching the machine's shared services) and the CESAR services 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -149,10 +150,8 @@ class PrivatePostgres:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
