@@ -14,7 +14,8 @@ from tests.e2e.helpers import EventListener, create_template, execute, query, wa
 from tests.e2e.processes import VENV_BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
 
 
 def test_workflow_runs_through_the_whole_stack(stack: Stack) -> None:
@@ -68,7 +69,12 @@ def test_workflow_runs_through_the_whole_stack(stack: Stack) -> None:
 
 def test_make_verify_passes_against_the_stack(stack: Stack) -> None:
     result = subprocess.run(
-        [str(VENV_BIN / "cesar-verify")], env=stack.env, capture_output=True, text=True, timeout=120
+        ["make", "--no-print-directory", "verify"],
+        cwd=REPO,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✗" not in result.stdout
