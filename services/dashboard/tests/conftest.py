@@ -111,7 +111,8 @@ class RecordingApi:
     """A stand-in for the API's HTTP surface that records what the dashboard sends.
 
     It answers ``GET /health`` and ``/livez`` with 200 and every ``POST`` with ``status``
-    (default 200). It checks nothing; tests assert on :attr:`requests`.
+    (default 200; a refusal uses the API's error shape ``{"error": {"code", "message"}}``).
+    It checks nothing; tests assert on :attr:`requests`.
     """
 
     url: str
@@ -147,7 +148,8 @@ def recording_api() -> Iterator[RecordingApi]:
             if length:
                 self.rfile.read(length)
             ok = api.status < 400
-            self._answer(api.status, {"status": "ok"} if ok else {"detail": "job is succeeded"})
+            refusal = {"error": {"code": "invalid_state", "message": "job is succeeded"}}
+            self._answer(api.status, {"status": "ok"} if ok else refusal)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -60,6 +60,14 @@ VALUES ('yahoo', 'failed', 10, 0, 10, 'HTTP 429', now() - INTERVAL '1 hour', now
 INSERT INTO worker_heartbeats (worker_id, hostname) VALUES ('worker-1', 'ops-1')
 """
 
+PAGES = [
+    ("jobs", "Matching jobs"),
+    ("sync-lag", "Lag per system"),
+    ("ingestion", "Latest failures"),
+    ("agents", "No agents registered yet."),
+    ("llm", "No LLM traffic recorded in this window"),
+]
+
 
 def find_chromium() -> str | None:
     for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
@@ -159,6 +167,12 @@ async def test_overview_renders_in_a_real_browser(running_dashboard: str) -> Non
                 await page.wait_for_timeout(1500)
                 DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(DOCS_SCREENSHOT))
+            # every other page renders real content without an exception too
+            for path, text in PAGES:
+                await page.goto(f"{running_dashboard}/{path}", wait_until="domcontentloaded")
+                await page.get_by_text(text).first.wait_for(timeout=60_000)
+                await page.wait_for_timeout(300)
+                assert await page.locator('[data-testid="stException"]').count() == 0, path
         finally:
             await browser.close()
     assert (ARTIFACTS / "dashboard-overview.png").stat().st_size > 10_000

@@ -225,3 +225,17 @@ async def test_the_refresh_interval_is_adjustable(
     at.sidebar.select_slider[0].set_value(30).run()
     assert not at.exception
     assert any(c.startswith("Last refreshed") and "every 30s" in c for c in texts(at.caption))
+
+
+async def test_an_unmigrated_database_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+    dashboard_env: str,
+    empty_database_url: str,
+    open_page: OpenPage,
+) -> None:
+    monkeypatch.setenv("DASHBOARD_DATABASE_URL", empty_database_url)
+    at = open_page("agents")
+    [error] = texts(at.error)
+    assert error.startswith("**Database schema missing**")
+    assert 'relation "agents" does not exist' in error
+    assert "cesar-migrate apply" in error

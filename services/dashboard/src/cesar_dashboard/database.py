@@ -17,7 +17,7 @@ import asyncpg
 from cesar_core.db import normalize_dsn
 from cesar_core.settings import redact_url
 
-from cesar_dashboard.errors import DatabaseUnreachable
+from cesar_dashboard.errors import DatabaseUnreachable, SchemaMissing
 
 __all__ = ["SERVER_SETTINGS", "open_connection", "read"]
 
@@ -54,6 +54,10 @@ async def _read_async(
     try:
         async with asyncio.timeout(timeout * 3):
             return await batch(conn)
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+        raise SchemaMissing(
+            f"{redact_url(url)} answers but {_reason(exc)}; run `cesar-migrate apply`"
+        ) from exc
     except _DRIVER_ERRORS as exc:
         raise DatabaseUnreachable(f"reading from {redact_url(url)} failed: {_reason(exc)}") from exc
     finally:

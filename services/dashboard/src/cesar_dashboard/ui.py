@@ -11,7 +11,7 @@ from cesar_core.errors import CesarError, ConfigurationError
 from cesar_core.settings import redact_url
 
 from cesar_dashboard import api, data
-from cesar_dashboard.errors import DatabaseUnreachable
+from cesar_dashboard.errors import DatabaseUnreachable, SchemaMissing
 from cesar_dashboard.settings import DashboardSettings, load_dashboard_settings
 
 __all__ = [
@@ -76,6 +76,8 @@ def guarded(part: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) ->
             "this section shows nothing until the database answers again.",
             icon=":material/block:",
         )
+    except SchemaMissing as exc:
+        st.error(f"**{part} schema missing** — {exc}", icon=":material/block:")
     except CesarError as exc:
         st.error(f"**{part} failed** — {exc}", icon=":material/block:")
     return None
