@@ -145,3 +145,10 @@ async def test_limits_are_shared_by_two_proxy_processes(
     assert raised.value.status_code == 429
     # a clean shutdown on SIGTERM (uvicorn re-raises the signal once it has finished)
     assert all(proc.returncode in (0, -15) for proc in procs)
+
+
+async def test_fixed_window_strategy(start_proxy) -> None:
+    limits = {"PROXY_RATE_LIMIT_CLIENT": "2/minute", "PROXY_RATE_LIMIT_STRATEGY": "fixed-window"}
+    async with start_proxy(**limits) as running, running.client() as http:
+        statuses = [(await http.get("/api/tags")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]

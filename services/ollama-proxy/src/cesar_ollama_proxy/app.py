@@ -61,6 +61,7 @@ def create_app(
             client_limits=settings.client_limits,
             model_limits=settings.model_limits,
             timeout=settings.redis_timeout,
+            strategy=settings.rate_limit_strategy,
             on_error=metrics.redis_error,
         )
         aggregator = Aggregator(

@@ -1,6 +1,8 @@
 """Rate limits per client key and per model, shared by every replica through Redis.
 
-Moving-window limits (``limits`` with its asyncio Redis storage, redis-py implementation),
+Moving-window limits by default (``PROXY_RATE_LIMIT_STRATEGY``: ``moving-window`` exact,
+``fixed-window`` or ``sliding-window-counter`` cheaper at very high limits), through ``limits``
+with its asyncio Redis storage (redis-py implementation),
 keys under ``<PROXY_REDIS_PREFIX>ratelimit``. The client key is a hash of the bearer token
 when there is one (tokens are never stored), else the client address. When Redis fails the
 proxy fails open (serves, logs, counts ``redis_errors``) rather than refusing all traffic.
@@ -16,7 +18,11 @@ from collections.abc import Callable, Sequence
 
 from limits import RateLimitItem
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
 from limits.errors import StorageError
 
 from cesar_ollama_proxy.errors import RateLimited
@@ -24,6 +30,17 @@ from cesar_ollama_proxy.errors import RateLimited
 __all__ = ["RateLimiter", "client_key"]
 
 log = logging.getLogger(__name__)
+
+_STRATEGIES: dict[
+    str,
+    type[MovingWindowRateLimiter]
+    | type[FixedWindowRateLimiter]
+    | type[SlidingWindowCounterRateLimiter],
+] = {
+    "moving-window": MovingWindowRateLimiter,
+    "fixed-window": FixedWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+}
 
 
 def client_key(authorization: str | None, address: str | None) -> str:
@@ -43,6 +60,7 @@ class RateLimiter:
         client_limits: Sequence[RateLimitItem],
         model_limits: Sequence[RateLimitItem],
         timeout: float,
+        strategy: str = "moving-window",
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.client_limits = list(client_limits)
@@ -56,7 +74,7 @@ class RateLimiter:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
         )
-        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.limiter = _STRATEGIES[strategy](self.storage)
 
     async def check_client(self, key: str) -> None:
         await self._check(self.client_limits, "client", key)

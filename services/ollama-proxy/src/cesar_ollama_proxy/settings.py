@@ -12,9 +12,16 @@ from cesar_core.settings import CoreSettings, load_settings
 from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator
 
-__all__ = ["CacheMode", "ProxySettings", "load_proxy_settings", "parse_rate_limits"]
+__all__ = [
+    "CacheMode",
+    "ProxySettings",
+    "RateLimitStrategy",
+    "load_proxy_settings",
+    "parse_rate_limits",
+]
 
 CacheMode = Literal["deterministic", "all", "off"]
+RateLimitStrategy = Literal["moving-window", "fixed-window", "sliding-window-counter"]
 
 
 def parse_rate_limits(text: str) -> list[RateLimitItem]:
@@ -48,6 +55,9 @@ class ProxySettings(CoreSettings):
     # rate limits, shared by every replica through Redis ("" disables one)
     rate_limit_client: str = Field(default="600/minute", validation_alias="PROXY_RATE_LIMIT_CLIENT")
     rate_limit_model: str = Field(default="1200/minute", validation_alias="PROXY_RATE_LIMIT_MODEL")
+    rate_limit_strategy: RateLimitStrategy = Field(
+        default="moving-window", validation_alias="PROXY_RATE_LIMIT_STRATEGY"
+    )
 
     # upstream
     max_concurrent_upstream: int = Field(
