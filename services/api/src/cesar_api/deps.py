@@ -42,7 +42,7 @@ _bearer = HTTPBearer(
 )
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -50,27 +50,27 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> ApiSettings:
+async def get_settings(resources: ResourcesDep) -> ApiSettings:
     return resources.settings
 
 
-def get_db(resources: ResourcesDep) -> Database:
+async def get_db(resources: ResourcesDep) -> Database:
     return resources.db()
 
 
-def get_redis(resources: ResourcesDep) -> RedisClient:
+async def get_redis(resources: ResourcesDep) -> RedisClient:
     return resources.redis
 
 
-def get_queue(resources: ResourcesDep) -> JobQueue:
+async def get_queue(resources: ResourcesDep) -> JobQueue:
     return resources.queue()
 
 
-def get_hub(resources: ResourcesDep) -> EventHub:
+async def get_hub(resources: ResourcesDep) -> EventHub:
     return resources.hub
 
 
-def get_metrics(resources: ResourcesDep) -> ApiMetrics:
+async def get_metrics(resources: ResourcesDep) -> ApiMetrics:
     return resources.metrics
 
 
