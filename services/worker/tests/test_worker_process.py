@@ -151,7 +151,8 @@ async def test_health_probe_and_graceful_stop(
 ) -> None:
     env = {**os.environ, **worker_env, "WORKER_ID": "probe-me"}
     probe = [sys.executable, "-m", "cesar_worker", "check", "--worker-id", "probe-me"]
-    assert subprocess.run(probe, env=env, capture_output=True, timeout=30).returncode == 1
+    first = await asyncio.to_thread(subprocess.run, probe, env=env, capture_output=True, timeout=30)
+    assert first.returncode == 1
     worker = start_worker({**worker_env, "WORKER_ID": "probe-me"})
 
     async def healthy() -> bool:
@@ -165,7 +166,8 @@ async def test_health_probe_and_graceful_stop(
     with contextlib.suppress(subprocess.TimeoutExpired):
         worker.proc.wait(20)
     assert worker.proc.returncode == 0, worker.output()[-2000:]
-    bad = subprocess.run(
+    bad = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "cesar_worker", "check"],
         env={**env, "JOB_QUEUE_MAX_ATTEMPTS": "zero"},
         capture_output=True,

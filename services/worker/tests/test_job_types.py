@@ -1,0 +1,269 @@
+"""Built-in job types and cron duties against real PostgreSQL/Redis and small real HTTP servers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cesar_core.db import Database, connect
+from cesar_core.jobs import JobStatus
+from cesar_core.jobs.dispatch import arq_job_id
+from cesar_core.testing import database_named, drop_database
+from cesar_worker.runtime import WorkerRuntime
+from pydantic import SecretStr
+
+from .conftest import FakeClock
+
+
+class Recorder(BaseHTTPRequestHandler):
+    requests: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        type(self).requests.append((self.path, body))
+        if self.path == "/api/generate":
+            answer = {
+                "model": body["model"],
+                "response": f"echo: {body['prompt']}",
+                "done": True,
+                "eval_count": 3,
+            }
+        else:
+            answer = {"ok": True}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """A small real HTTP server: fake Ollama (/api/generate) and a webhook sink."""
+    handler = type("H", (Recorder,), {"requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.requests
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+async def rt(
+    config: Any,
+    db: Database,
+    redis: Any,
+    registry: Any,
+    clock: FakeClock,
+    arq_cleanup: None,
+    http_server: tuple[str, list[Any]],
+) -> Any:
+    cfg = config.model_copy(update={"ollama_url": http_server[0], "alert_webhook_url": None})
+    runtime = WorkerRuntime(cfg, db, redis, registry, clock=clock, rand=lambda: 0.5)
+    await runtime.start(serve_metrics=False)
+    yield runtime
+    await runtime.stop()
+
+
+async def run(rt: WorkerRuntime, job_id: uuid.UUID) -> str:
+    job = await rt.queue.get(job_id)
+    outcome = await rt.executor.run(arq_job_id(job.id, job.dispatch_token or ""))
+    await rt.mirror.drain()
+    return outcome
+
+
+async def test_workflow_with_llm_event_delay_and_enqueue(
+    rt: WorkerRuntime, db: Database, http_server: tuple[str, list[Any]]
+) -> None:
+    definition = {
+        "steps": [
+            {"name": "ask", "kind": "llm.generate", "model": "tiny", "prompt": "hi {{input.who}}"},
+            {
+                "name": "tell",
+                "kind": "agent.event",
+                "event_type": "workflow.said",
+                "payload": {"text": "{{steps.ask.response}}"},
+            },
+            {"name": "wait", "kind": "delay", "seconds": 0.01},
+            {"name": "next", "kind": "enqueue", "job_type": "maintenance.noop", "payload": {}},
+        ]
+    }
+    async with db.connection() as conn:
+        template_id = await conn.fetchval(
+            "INSERT INTO workflow_templates (name, definition) VALUES ('greet', CAST($1 AS JSONB)) "
+            "RETURNING id",
+            json.dumps(definition),
+        )
+    job = await rt.queue.enqueue(
+        "workflow.execute", {"template_name": "greet", "input": {"who": "bo"}}
+    )
+    assert await run(rt, job.id) == "succeeded"
+    assert http_server[1][0][1] == {"model": "tiny", "prompt": "hi bo", "stream": False}
+    async with db.connection() as conn:
+        execution = await conn.fetchrow(
+            "SELECT template_id, status, current_step, output, steps FROM workflow_executions "
+            "WHERE job_id = $1",
+            job.id,
+        )
+        event = await conn.fetchrow("SELECT event_type, payload FROM agent_events")
+        enqueued = await conn.fetchval(
+            "SELECT COUNT(*) FROM job_queue WHERE job_type = 'maintenance.noop'"
+        )
+    assert execution["template_id"] == template_id
+    assert (execution["status"], execution["current_step"]) == ("succeeded", 4)
+    assert json.loads(execution["output"])["steps"]["ask"]["response"] == "echo: hi bo"
+    assert event["event_type"] == "workflow.said"
+    assert json.loads(event["payload"]) == {"text": "echo: hi bo"}
+    assert enqueued == 1
+    # idempotent: running the same job again changes nothing and enqueues nothing new
+    await rt.queue.retry(job.id) if (await rt.queue.get(job.id)).status == "failed" else None
+    row = await rt.queue.get(job.id)
+    assert row.status == JobStatus.SUCCEEDED
+
+
+async def test_workflow_unknown_template_fails_at_once(rt: WorkerRuntime) -> None:
+    job = await rt.queue.enqueue("workflow.execute", {"template_name": "nope"})
+    assert await run(rt, job.id) == "failed"
+    row = await rt.queue.get(job.id)
+    assert row.attempts == 1 and "not found" in (row.last_error or "")
+
+
+async def test_financial_ingest_with_bad_rows(rt: WorkerRuntime, db: Database) -> None:
+    csv_text = (
+        "symbol,date,open,high,low,close,volume\n"
+        "acme,2024-01-02,1,2,0.5,1.5,100\n"
+        "acme,2024-01-03,1,0.5,2,1.5,100\n"  # high below low
+        ",2024-01-04,1,2,1,1.5,100\n"  # no symbol
+        "acme,yesterday,1,2,1,1.5,100\n"  # bad date
+        "acme,2024-01-05,1,2,1,1.7,\n"
+    )
+    job = await rt.queue.enqueue("ingest.financial", {"data": csv_text, "source": "test"})
+    assert await run(rt, job.id) == "succeeded"
+    async with db.connection() as conn:
+        bars = await conn.fetch("SELECT symbol, close FROM financial_data ORDER BY ts")
+        log = await conn.fetchrow(
+            "SELECT status, rows_total, rows_ok, rows_failed, errors FROM ingestion_log "
+            "WHERE job_id = $1",
+            job.id,
+        )
+    assert [(b["symbol"], float(b["close"])) for b in bars] == [("ACME", 1.5), ("ACME", 1.7)]
+    assert (log["status"], log["rows_total"], log["rows_ok"], log["rows_failed"]) == (
+        "partial",
+        5,
+        2,
+        3,
+    )
+    errors = json.loads(log["errors"])
+    assert [e["row"] for e in errors] == [2, 3, 4]
+    assert "below low" in errors[0]["error"] and "symbol" in errors[1]["error"]
+    # a JSON file upserts the same bar again (ON CONFLICT DO UPDATE)
+    path = Path(rt.config.ingest_base_dir or "/tmp") / f"bars-{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps([{"symbol": "ACME", "ts": "2024-01-02", "close": 9}]))
+    try:
+        job2 = await rt.queue.enqueue("ingest.financial", {"path": str(path)})
+        assert await run(rt, job2.id) == "succeeded"
+    finally:
+        path.unlink()
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT COUNT(*) FROM financial_data") == 2
+        assert float(await conn.fetchval("SELECT MIN(close) FROM financial_data")) == 1.7
+
+
+async def test_sync_to_a_second_database(
+    rt: WorkerRuntime, db: Database, template_database_url: str
+) -> None:
+    name = f"cesar_sync_{uuid.uuid4().hex[:10]}"
+    template = template_database_url.rsplit("/", 1)[1]
+    admin = await connect(database_named(template_database_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await admin.close()
+    target_url = database_named(template_database_url, name)
+    try:
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO agents (name, agent_type) SELECT 'a' || g, 'bot' "
+                "FROM generate_series(1, 7) AS g"
+            )
+        job = await rt.queue.enqueue(
+            "sync.supabase", {"tables": ["agents"], "target_url": target_url, "batch_size": 3}
+        )
+        assert await run(rt, job.id) == "succeeded"
+        target = await connect(target_url)
+        try:
+            assert await target.fetchval("SELECT COUNT(*) FROM agents") == 7
+        finally:
+            await target.close()
+        async with db.connection() as conn:
+            state = await conn.fetchrow(
+                "SELECT status, rows_synced, cursor_value FROM supabase_sync_state "
+                "WHERE table_name = 'agents'"
+            )
+            status = await conn.fetchrow(
+                "SELECT status, lag_seconds, records_synced FROM sync_status "
+                "WHERE system_name = 'supabase'"
+            )
+        assert (state["status"], state["rows_synced"]) == ("ok", 7)
+        assert (status["status"], status["lag_seconds"], status["records_synced"]) == ("ok", 0, 7)
+        # a second run copies only what changed
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE agents SET description = 'changed', updated_at = now() WHERE name = 'a1'"
+            )
+        job2 = await rt.queue.enqueue(
+            "sync.supabase", {"tables": ["agents"], "target_url": target_url}
+        )
+        assert await run(rt, job2.id) == "succeeded"
+        assert (await rt.queue.get(job2.id)).result["rows"] == 1
+    finally:
+        await drop_database(name)
+
+
+async def test_refresh_views_and_prune(rt: WorkerRuntime, db: Database) -> None:
+    await rt.queue.enqueue("maintenance.noop", {})
+    job = await rt.queue.enqueue("maintenance.refresh_views", {})
+    assert await run(rt, job.id) == "succeeded"
+    async with db.connection() as conn:
+        backlog = await conn.fetchval("SELECT SUM(job_count) FROM mv_job_queue_backlog")
+        await conn.execute(
+            "INSERT INTO ingestion_log (source, expires_at) VALUES ('old', $1::TIMESTAMPTZ - INTERVAL '1 day'),"
+            " ('new', $1::TIMESTAMPTZ + INTERVAL '1 day')",
+            rt.clock(),
+        )
+    assert backlog == 2
+    deleted = await rt.duty("prune")
+    assert deleted["ingestion_log"] == 1
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT source FROM ingestion_log") == "new"
+
+
+async def test_failure_alert_posts_webhook_once(
+    rt: WorkerRuntime, http_server: tuple[str, list[Any]], clock: FakeClock
+) -> None:
+    rt.alerts.config = rt.config.model_copy(
+        update={"alert_webhook_url": SecretStr(f"{http_server[0]}/hook")}
+    )
+    assert (await rt.alerts.run_once())["failed"] == 0
+    job = await rt.queue.enqueue("maintenance.noop", {"fail": "disk on fire"}, max_attempts=1)
+    assert await run(rt, job.id) == "failed"
+    summary = await rt.alerts.run_once()
+    assert summary == {"failed": 1, "window_minutes": 15.0, "alerted": True, "webhook": True}
+    path, body = http_server[1][-1]
+    assert path == "/hook" and body["failed"] == 1
+    assert body["jobs"][0]["id"] == str(job.id)
+    assert "disk on fire" in body["jobs"][0]["last_error"]
+    assert (await rt.alerts.run_once())["alerted"] is False  # announced once
+    clock.advance(minutes=16)
+    assert (await rt.alerts.run_once())["failed"] == 0
