@@ -1,7 +1,13 @@
 """Rate limits per API key and per client address, shared by every replica through Redis.
 
-Fixed windows from the ``limits`` library on its async Redis storage. When Redis fails the
-check is skipped (fail open, counted in a metric): a broken limiter must not take the API down.
+Fixed windows aligned to the clock: a request counts against the key
+``<prefix>:<scope>:<identity>:<window start>`` with ``INCR`` and ``EXPIRE`` sent together in one
+pipeline (one round trip, no script, no second query: the window's end, and so
+``Retry-After``, follows from the clock). Every replica computes the same key, so the budget is
+shared. When Redis fails the check is skipped (fail open, counted in a metric): a broken
+limiter must not take the API down.
+
+Limits are written like ``600/minute`` (parsed by the ``limits`` library).
 """
 
 from __future__ import annotations
@@ -9,10 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
+from cesar_core.redis import RedisClient, create_redis
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
 
 from cesar_api.errors import RateLimited
 from cesar_api.metrics import ApiMetrics
@@ -20,6 +27,8 @@ from cesar_api.metrics import ApiMetrics
 __all__ = ["RateLimits"]
 
 log = logging.getLogger(__name__)
+
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class RateLimits:
@@ -32,31 +41,34 @@ class RateLimits:
         prefix: str,
         metrics: ApiMetrics,
         enabled: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.enabled = enabled
         self.per_key: RateLimitItem = parse(per_key)
         self.per_address: RateLimitItem = parse(per_address)
+        self.prefix = prefix
         self.metrics = metrics
-        self.storage = RedisStorage(
-            "async+" + redis_url,
-            implementation="redispy",
-            key_prefix=prefix,
-            wrap_exceptions=True,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-        )
-        self.limiter = FixedWindowRateLimiter(self.storage)
+        self.clock = clock
+        # its own client with short timeouts: a slow Redis delays a request by at most ~1 s
+        self.redis: RedisClient = create_redis(redis_url, timeout=1.0)
 
     async def _check(self, item: RateLimitItem, scope: str, identity: str) -> None:
+        window = item.get_expiry()
+        now = self.clock()
+        start = int(now // window) * window
+        key = f"{self.prefix}:{scope}:{identity}:{start}"
         try:
-            if await self.limiter.hit(item, scope, identity):
-                return
-            stats = await self.limiter.get_window_stats(item, scope, identity)
-        except Exception as exc:  # the storage wraps every Redis failure; fail open
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, window + 1)
+                count, _ = await pipe.execute()
+        except _REDIS_FAILURES as exc:  # fail open
             self.metrics.rate_limit_errors.inc()
             log.warning("rate limit check skipped: %s", exc or type(exc).__name__)
             return
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        if int(count) <= item.amount:
+            return
+        retry_after = max(1, math.ceil(start + window - now))
         self.metrics.rate_limited.labels(scope).inc()
         raise RateLimited(
             f"rate limit of {item} per {'API key' if scope == 'key' else 'client address'} "
@@ -73,8 +85,4 @@ class RateLimits:
             await self._check(self.per_key, "key", key_id)
 
     async def close(self) -> None:
-        bridge = getattr(self.storage, "bridge", None)
-        storage = getattr(bridge, "storage", None)
-        aclose = getattr(storage, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self.redis.aclose()
