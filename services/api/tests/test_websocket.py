@@ -115,6 +115,29 @@ async def test_resume_replays_stored_events_then_live(
         assert done["count"] == 1
 
 
+async def test_resume_drops_late_live_copies_of_older_events(
+    make_settings: Callable[..., ApiSettings], redis: RedisClient, auth: dict[str, str]
+) -> None:
+    """An event published before the client connected can reach the hub after the replay:
+    the client already has it (or asked to start after it), so it is not sent again."""
+    settings = make_settings()
+    async with serve(create_app(settings)) as server:
+        ids = await post_events(server, auth, [{"event_type": f"old{i}"} for i in range(3)])
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            listed = (await http.get("/api/v1/events", params={"limit": 10})).json()["items"]
+        stored = {e["id"]: e for e in listed}
+        url = f"{server.ws_url}/api/v1/events/stream?last_event_id={ids[1]}"
+        async with connect(url) as ws:
+            assert (await next_of(ws, "event"))["id"] == ids[2]
+            await next_of(ws, "replay_done")
+            # late copies of events at or before the resume horizon, as the hub would relay them
+            late = [stored[ids[0]], stored[ids[2]]]
+            await publish_events(redis, late, stream=settings.event_stream)
+            new = await post_events(server, auth, [{"event_type": "new"}])
+            message = await next_of(ws, "event")
+            assert message["id"] == new[0] and message["replayed"] is False
+
+
 async def test_resume_by_first_message_and_unknown_id(
     make_settings: Callable[..., ApiSettings], redis: RedisClient, auth: dict[str, str]
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -182,10 +183,22 @@ async def _first_message_resume(ws: WebSocket, wait: float) -> str | None:
     return None
 
 
+Position = tuple[datetime, UUID]
+
+
+@dataclass
+class _Replayed:
+    """What a resumed client already has: the replayed ids, and everything stored at or
+    before ``horizon`` (the newest replayed event, else the resume point)."""
+
+    ids: set[str]
+    horizon: Position | None
+
+
 async def _replay(
     ws: WebSocket, resources: Resources, client: EventClient, last_event_id: str
-) -> set[str] | None:
-    """Send the stored events after ``last_event_id``; returns their ids (None: closed)."""
+) -> _Replayed | None:
+    """Send the stored events after ``last_event_id`` (None: the socket was closed)."""
     try:
         event_id = UUID(last_event_id)
     except ValueError:
@@ -239,10 +252,23 @@ async def _replay(
     await ws.send_text(
         _text("replay_done", count=len(rows), truncated=len(rows) >= settings.ws_replay_limit)
     )
-    return sent
+    horizon = (rows[-1]["created_at"], rows[-1]["id"]) if rows else position
+    return _Replayed(sent, horizon)
 
 
-async def _sender(ws: WebSocket, client: EventClient, skip: set[str], ping: float) -> None:
+def _stored_by(text: str, horizon: Position) -> bool:
+    """Whether a live event was stored at or before ``horizon``, so the client has it (or
+    asked to start after it). Events published before the client registered can still be
+    on their way through the hub when the replay ends."""
+    try:
+        event = json.loads(text)["event"]
+        position = (datetime.fromisoformat(event["created_at"]), UUID(event["id"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return position <= horizon
+
+
+async def _sender(ws: WebSocket, client: EventClient, had: _Replayed, ping: float) -> None:
     while True:
         try:
             async with asyncio.timeout(ping):
@@ -250,9 +276,13 @@ async def _sender(ws: WebSocket, client: EventClient, skip: set[str], ping: floa
         except TimeoutError:
             await ws.send_text(_text("ping", ts=datetime.now(UTC).isoformat()))
             continue
-        if skip and event_id in skip:
-            skip.discard(event_id)  # already sent by the replay
+        if event_id in had.ids:
+            had.ids.discard(event_id)  # already sent by the replay
             continue
+        if had.horizon is not None:
+            if _stored_by(text, had.horizon):
+                continue
+            had.horizon = None  # the first newer event: the live stream has caught up
         await ws.send_text(text)
 
 
@@ -313,14 +343,14 @@ async def event_stream(
         )
         if resume is None:
             resume = await _first_message_resume(ws, settings.ws_resume_wait)
-        skip: set[str] = set()
+        had = _Replayed(set(), None)
         if resume is not None:
             replayed = await _replay(ws, resources, client, resume)
             if replayed is None:
                 return
-            skip = replayed
+            had = replayed
         tasks = [
-            asyncio.create_task(_sender(ws, client, skip, settings.ws_ping_interval)),
+            asyncio.create_task(_sender(ws, client, had, settings.ws_ping_interval)),
             asyncio.create_task(_receiver(ws)),
             asyncio.create_task(client.disconnect.wait()),  # type: ignore[arg-type]
         ]
