@@ -242,7 +242,7 @@ class Migrator:
                 await self._run_statements(migration)
                 elapsed_ms = int((time.perf_counter() - started) * 1000)
                 await self.conn.execute(_RECORD, *record, elapsed_ms)
-        log.info("applied %s in %d ms", migration.label(), elapsed_ms)
+        log.debug("applied %s in %d ms", migration.label(), elapsed_ms)
         return elapsed_ms
 
     async def _run_statements(self, migration: Migration) -> None:
