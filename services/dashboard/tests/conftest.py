@@ -1,19 +1,30 @@
-"""Fixtures for the dashboard tests: a configured environment, seeded rows, an AppTest."""
+"""Fixtures for the dashboard tests: a configured environment, seeded rows, an AppTest, and the
+real API and Ollama proxy served on free ports (for the actions and the health checks)."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import cesar_dashboard
 import pytest
+import pytest_asyncio
 import streamlit as st
+import uvicorn
+from cesar_api.app import create_app
+from cesar_api.database import write
+from cesar_api.repositories import api_keys
+from cesar_api.settings import ApiSettings
+from cesar_core.db import Database
+from cesar_ollama_proxy.app import create_app as create_proxy_app
+from cesar_ollama_proxy.settings import load_proxy_settings
 from streamlit.testing.v1 import AppTest
 
 APP_PATH = Path(cesar_dashboard.__file__).parent / "app.py"
@@ -99,67 +110,86 @@ def seed(database_url: str) -> Callable[..., object]:
     return run
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    authorization: str | None
+@dataclass(frozen=True)
+class LiveApi:
+    """The real API (``cesar_api.app.create_app``) served by uvicorn on a free port.
 
-
-@dataclass
-class RecordingApi:
-    """A stand-in for the API's HTTP surface that records what the dashboard sends.
-
-    It answers ``GET /health`` and ``/livez`` with 200 and every ``POST`` with ``status``
-    (default 200; a refusal uses the API's error shape ``{"error": {"code", "message"}}``).
-    It checks nothing; tests assert on :attr:`requests`.
+    ``key`` is a real API key in the test database (scopes read+write); ``make_key`` inserts
+    another one through the API's own key repository.
     """
 
     url: str
-    requests: list[RecordedRequest] = field(default_factory=list)
-    status: int = 200
-
-    def posts(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.method == "POST"]
+    key: str
+    make_key: Callable[..., Awaitable[str]]
 
 
-@pytest.fixture
-def recording_api() -> Iterator[RecordingApi]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    api = RecordingApi(url=f"http://127.0.0.1:{server.server_address[1]}")
+@contextlib.asynccontextmanager
+async def serve_in_thread(app: Any) -> AsyncIterator[str]:
+    """A real uvicorn server for ``app`` in its own thread and event loop; yields its URL.
 
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self, status: int, body: dict[str, object]) -> None:
-            api.requests.append(
-                RecordedRequest(self.command, self.path, self.headers.get("Authorization"))
-            )
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def do_GET(self) -> None:
-            self._answer(200, {"status": "ok"})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            ok = api.status < 400
-            refusal = {"error": {"code": "invalid_state", "message": "job is succeeded"}}
-            self._answer(api.status, {"status": "ok"} if ok else refusal)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    AppTest runs the page script synchronously while the test's event loop waits for it, so a
+    server on the test's loop could never answer the dashboard's requests.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield api
+        for _ in range(3000):
+            if server.started or not thread.is_alive():
+                break
+            await asyncio.sleep(0.01)
+        if not server.started:
+            raise RuntimeError("the server did not start (see the log for its lifespan error)")
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 30)
+        sock.close()
+
+
+@pytest_asyncio.fixture
+async def live_api(
+    database_url: str, redis_url: str, redis_prefix: str, redis: object, db: Database
+) -> AsyncIterator[LiveApi]:
+    """The real API on the test's database and Redis (isolated by ``redis_prefix``; the
+    ``redis`` fixture deletes its keys afterwards)."""
+    settings = ApiSettings(
+        database_url=database_url,
+        redis_url=redis_url,
+        environment="development",
+        event_stream=f"{redis_prefix}events",
+        rate_limit_prefix=f"{redis_prefix}rl",
+        job_queue_name=f"{redis_prefix}arq",
+        db_pool_min_size=1,
+        db_pool_max_size=4,
+        health_probe_timeout=2.0,
+        db_connect_max_delay=2.0,
+    )
+
+    async def make_key(name: str = "dashboard", scopes: tuple[str, ...] = ("read", "write")) -> str:
+        secret = api_keys.generate_key()
+        await write(db, lambda conn: api_keys.create(conn, name, secret, list(scopes)))
+        return secret
+
+    key = await make_key()
+    async with serve_in_thread(create_app(settings)) as url:
+        yield LiveApi(url=url, key=key, make_key=make_key)
+
+
+@pytest_asyncio.fixture
+async def live_ollama_proxy(redis_url: str, redis_prefix: str, redis: object) -> AsyncIterator[str]:
+    """The real Ollama proxy; its upstream (the true outside boundary) is a closed port, which
+    ``/livez`` does not depend on."""
+    settings = load_proxy_settings(
+        OLLAMA_URL=f"http://127.0.0.1:{free_port()}",
+        REDIS_URL=redis_url,
+        PROXY_REDIS_PREFIX=f"{redis_prefix}proxy:",
+        DATABASE_URL=None,
+        LOG_JSON=False,
+    )
+    async with serve_in_thread(create_proxy_app(settings)) as url:
+        yield url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -33,6 +34,9 @@ VALUES
 """
 FAILED_ID = "aaaaaaaa-0000-4000-8000-000000000001"
 CANCELLED_ID = "bbbbbbbb-0000-4000-8000-000000000002"
+SUCCEEDED_ID = "cccccccc-0000-4000-8000-000000000003"
+PENDING_ID = "dddddddd-0000-4000-8000-000000000004"
+RUNNING_ID = "eeeeeeee-0000-4000-8000-000000000005"
 
 
 def texts(elements: Any) -> list[str]:
@@ -41,6 +45,20 @@ def texts(elements: Any) -> list[str]:
 
 def matching(at: AppTest) -> int:
     return int(next(m.value for m in at.metric if m.label == "Matching jobs"))
+
+
+def metric(at: AppTest, label: str) -> str:
+    return str(next(m.value for m in at.metric if m.label == label))
+
+
+async def job_rows(database_url: str) -> dict[str, tuple[str, int]]:
+    """Every job's (status, attempts), read with the test's own connection."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT id, status, attempts FROM job_queue")
+    finally:
+        await conn.close()
+    return {str(r["id"]): (str(r["status"]), int(r["attempts"])) for r in rows}
 
 
 def check(at: AppTest) -> AppTest:
@@ -149,87 +167,170 @@ async def test_retry_one_with_unreachable_api_is_a_clear_error(
     ), errors
 
 
-async def test_retry_one_posts_to_the_api_with_the_key(
+@pytest.fixture
+async def acting_page(
     monkeypatch: pytest.MonkeyPatch,
     dashboard_env: str,
     seed: Seed,
     open_page: OpenPage,
-    recording_api: Any,
-) -> None:
-    monkeypatch.setenv("API_KEY", "test-key-not-secret")
-    monkeypatch.setenv("API_URL", recording_api.url)
+    live_api: Any,
+) -> AppTest:
+    """The jobs page over the seeded rows, acting through the real API with a real key."""
+    monkeypatch.setenv("API_URL", live_api.url)
+    monkeypatch.setenv("API_KEY", live_api.key)
     await seed(JOBS)
-    at = open_page("jobs")
+    return open_page("jobs")
+
+
+async def test_retry_one_through_the_api_requeues_the_job(
+    acting_page: AppTest, database_url: str
+) -> None:
+    at = acting_page
+    before = await job_rows(database_url)
     check(at.selectbox(key="jobs_selected").set_value(FAILED_ID).run())
+    assert at.button(key="jobs_cancel_one").disabled  # a failed job cannot be cancelled
     check(at.button(key="jobs_retry_one").click().run())
-    assert recording_api.posts() == []  # nothing happens before the confirmation
+    assert any(f"Retry job {FAILED_ID}?" in w for w in texts(at.warning))
+    assert await job_rows(database_url) == before  # nothing happens before the confirmation
+
     check(at.button(key="jobs_confirm").click().run())
-    [post] = recording_api.posts()
-    assert post.path == f"/api/v1/jobs/{FAILED_ID}/retry"
-    assert post.authorization == "Bearer test-key-not-secret"
     assert f"Retry requested for job {FAILED_ID}." in texts(at.success)
+    after = await job_rows(database_url)
+    status, attempts = after.pop(FAILED_ID)
+    assert status in ("pending", "queued")
+    assert attempts == 0  # a retry starts afresh
+    before.pop(FAILED_ID)
+    assert after == before  # no other job changed
+    # the page re-read the database: the details show the new state
+    assert metric(at, "Status") == status
+
+
+async def test_cancel_one_through_the_api(acting_page: AppTest, database_url: str) -> None:
+    at = acting_page
+    check(at.selectbox(key="jobs_selected").set_value(PENDING_ID).run())
+    assert at.button(key="jobs_retry_one").disabled  # a pending job cannot be retried
+    check(at.button(key="jobs_cancel_one").click().run())
+    assert any(f"Cancel job {PENDING_ID}?" in w for w in texts(at.warning))
+    assert (await job_rows(database_url))[PENDING_ID][0] == "pending"
+
+    check(at.button(key="jobs_confirm").click().run())
+    assert f"Cancel requested for job {PENDING_ID}." in texts(at.success)
+    assert (await job_rows(database_url))[PENDING_ID][0] == "cancelled"
+    assert metric(at, "Status") == "cancelled"
 
 
 async def test_bulk_retry_of_the_filtered_set_after_confirmation(
-    monkeypatch: pytest.MonkeyPatch,
-    dashboard_env: str,
-    seed: Seed,
-    open_page: OpenPage,
-    recording_api: Any,
+    acting_page: AppTest, database_url: str
 ) -> None:
-    monkeypatch.setenv("API_KEY", "test-key-not-secret")
-    monkeypatch.setenv("API_URL", recording_api.url)
-    await seed(JOBS)
-    at = open_page("jobs")
+    at = acting_page
     check(at.multiselect(key="jobs_types").set_value(["ingest.financial"]).run())
     bulk = at.button(key="jobs_bulk_retry")
     assert bulk.label == "Retry 2 failed/cancelled in the filtered set"
     check(bulk.click().run())
     assert any("Retry 2 jobs of the filtered set?" in w for w in texts(at.warning))
     check(at.button(key="jobs_confirm").click().run())
-    paths = sorted(p.path for p in recording_api.posts())
-    assert paths == [
-        f"/api/v1/jobs/{FAILED_ID}/retry",
-        f"/api/v1/jobs/{CANCELLED_ID}/retry",
-    ]
     assert "Retry: 2 of 2 jobs done." in texts(at.success)
+    rows = await job_rows(database_url)
+    assert rows[FAILED_ID][0] in ("pending", "queued")
+    assert rows[CANCELLED_ID][0] in ("pending", "queued")
+    assert {job_id: status for job_id, (status, _) in rows.items()} == {
+        FAILED_ID: rows[FAILED_ID][0],
+        CANCELLED_ID: rows[CANCELLED_ID][0],
+        SUCCEEDED_ID: "succeeded",  # outside the filter: untouched
+        PENDING_ID: "pending",
+        RUNNING_ID: "running",
+    }
 
 
-async def test_bulk_cancel_can_be_called_off(
-    monkeypatch: pytest.MonkeyPatch,
-    dashboard_env: str,
-    seed: Seed,
-    open_page: OpenPage,
-    recording_api: Any,
+async def test_bulk_cancel_of_the_filtered_set_after_confirmation(
+    acting_page: AppTest, database_url: str
 ) -> None:
-    monkeypatch.setenv("API_KEY", "test-key-not-secret")
-    monkeypatch.setenv("API_URL", recording_api.url)
-    await seed(JOBS)
-    at = open_page("jobs")
+    at = acting_page
+    bulk = at.button(key="jobs_bulk_cancel")
+    assert bulk.label == "Cancel 2 active in the filtered set"
+    check(bulk.click().run())
+    assert any("Cancel 2 jobs of the filtered set?" in w for w in texts(at.warning))
+    check(at.button(key="jobs_confirm").click().run())
+    assert "Cancel: 2 of 2 jobs done." in texts(at.success)
+    statuses = {job_id: status for job_id, (status, _) in (await job_rows(database_url)).items()}
+    assert statuses == {
+        FAILED_ID: "failed",
+        CANCELLED_ID: "cancelled",
+        SUCCEEDED_ID: "succeeded",
+        PENDING_ID: "cancelled",
+        RUNNING_ID: "cancelled",
+    }
+    assert "cancelled: 3" in " ".join(texts(at.caption))  # the list was re-read
+
+
+async def test_bulk_cancel_can_be_called_off(acting_page: AppTest, database_url: str) -> None:
+    at = acting_page
+    before = await job_rows(database_url)
     check(at.button(key="jobs_bulk_cancel").click().run())
     assert any("Cancel 2 jobs of the filtered set?" in w for w in texts(at.warning))
     check(at.button(key="jobs_abort").click().run())
     assert not any("filtered set?" in w for w in texts(at.warning))
-    assert recording_api.posts() == []
+    assert await job_rows(database_url) == before
 
 
-async def test_api_refusal_is_reported_per_job(
+async def test_api_refusal_of_one_job_is_reported(
+    acting_page: AppTest, database_url: str, seed: Seed
+) -> None:
+    at = acting_page
+    check(at.selectbox(key="jobs_selected").set_value(FAILED_ID).run())
+    check(at.button(key="jobs_retry_one").click().run())
+    # meanwhile someone else retried it and it succeeded
+    await seed(
+        "UPDATE job_queue SET status = 'succeeded' WHERE id = $1", UUID(FAILED_ID), refresh=False
+    )
+    check(at.button(key="jobs_confirm").click().run())
+    [error] = texts(at.error)
+    assert error.startswith(f"Retry of job {FAILED_ID} failed: HTTP 409: ")
+    assert "succeeded" in error
+    assert (await job_rows(database_url))[FAILED_ID][0] == "succeeded"
+
+
+async def test_api_refusal_is_reported_per_job_in_a_bulk_action(
+    acting_page: AppTest, database_url: str, seed: Seed
+) -> None:
+    at = acting_page
+    # an active job already holds the failed job's unique key, so the API refuses to retry it
+    await seed(
+        "UPDATE job_queue SET unique_key = 'AAPL-daily' WHERE id = ANY($1::uuid[])",
+        [UUID(FAILED_ID), UUID(PENDING_ID)],
+        refresh=False,
+    )
+    check(at.multiselect(key="jobs_types").set_value(["ingest.financial"]).run())
+    check(at.button(key="jobs_bulk_retry").click().run())
+    check(at.button(key="jobs_confirm").click().run())
+    [error] = [e for e in texts(at.error) if e.startswith("Retry:")]
+    assert error.startswith("Retry: 1 of 2 jobs done. 1 refused")
+    assert f"{FAILED_ID}: HTTP 409: " in error
+    assert "unique_key" in error
+    rows = await job_rows(database_url)
+    assert rows[FAILED_ID][0] == "failed"
+    assert rows[CANCELLED_ID][0] in ("pending", "queued")
+
+
+async def test_a_key_without_write_scope_is_refused_clearly(
     monkeypatch: pytest.MonkeyPatch,
     dashboard_env: str,
     seed: Seed,
     open_page: OpenPage,
-    recording_api: Any,
+    live_api: Any,
+    database_url: str,
 ) -> None:
-    monkeypatch.setenv("API_KEY", "test-key-not-secret")
-    monkeypatch.setenv("API_URL", recording_api.url)
-    recording_api.status = 409
+    monkeypatch.setenv("API_URL", live_api.url)
+    monkeypatch.setenv("API_KEY", await live_api.make_key("viewer", scopes=("read",)))
     await seed(JOBS)
+    before = await job_rows(database_url)
     at = open_page("jobs")
     check(at.button(key="jobs_bulk_cancel").click().run())
     check(at.button(key="jobs_confirm").click().run())
     [error] = [e for e in texts(at.error) if e.startswith("Cancel:")]
-    assert "0 of 2 jobs done. 2 refused" in error
-    assert "HTTP 409: job is succeeded" in error
+    assert "0 of 2 jobs done." in error
+    assert "the API refused the API key (HTTP 403); check API_KEY" in error
+    assert await job_rows(database_url) == before
 
 
 async def test_the_dashboard_connection_refuses_writes(database_url: str) -> None:

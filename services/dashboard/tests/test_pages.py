@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -60,6 +61,11 @@ VALUES ('llama3.2:1b', date_trunc('hour', now()) - INTERVAL '2 hours', 10, 6, 4,
        ('qwen2.5:0.5b', date_trunc('hour', now()) - INTERVAL '1 hour', 10, 0, 10, 50, 50,
         1000, 200, 0),
        ('old-model', now() - INTERVAL '60 days', 99, 99, 0, 1, 1, 1, 1, 0)
+"""
+
+QUEUED_JOBS = """
+INSERT INTO job_queue (job_type, status) VALUES
+ ('ingest.financial', 'pending'), ('ingest.financial', 'pending'), ('sync.supabase', 'failed')
 """
 
 
@@ -192,18 +198,39 @@ async def test_llm_hit_ratio_requests_and_tokens(open_page: OpenPage, seed: Seed
     assert metrics(at)["Requests"] == "40"  # the 60-day-old bucket stays out
 
 
+async def backlog(database_url: str) -> dict[tuple[str, str], int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT job_type, status, job_count FROM mv_job_queue_backlog")
+    finally:
+        await conn.close()
+    return {(r["job_type"], r["status"]): int(r["job_count"]) for r in rows}
+
+
 async def test_refresh_now_refreshes_the_views_through_the_api(
-    monkeypatch: pytest.MonkeyPatch, dashboard_env: str, recording_api: Any, open_page: OpenPage
+    monkeypatch: pytest.MonkeyPatch,
+    dashboard_env: str,
+    database_url: str,
+    live_api: Any,
+    seed: Seed,
+    open_page: OpenPage,
 ) -> None:
-    monkeypatch.setenv("API_URL", recording_api.url)
-    monkeypatch.setenv("API_KEY", "test-key-not-secret")
+    monkeypatch.setenv("API_URL", live_api.url)
+    monkeypatch.setenv("API_KEY", live_api.key)
+    # rows written after the views' last refresh: the views do not show them yet
+    await seed(SYNC + ";" + QUEUED_JOBS, refresh=False)
+    assert await backlog(database_url) == {}
     at = open_page("sync_lag")
+    assert any(i.startswith("No external systems are being synced yet") for i in texts(at.info))
+
     at.sidebar.button(key="refresh_now").click().run()
     assert not at.exception
-    [post] = recording_api.posts()
-    assert post.path == "/api/v1/monitoring/refresh"
-    assert post.authorization == "Bearer test-key-not-secret"
     assert "Materialized views refreshed through the API." in texts(at.sidebar.success)
+    assert await backlog(database_url) == {
+        ("ingest.financial", "pending"): 2,
+        ("sync.supabase", "failed"): 1,
+    }
+    assert metrics(at)["Systems"] == "3"  # the page re-read the refreshed mv_sync_lag
 
 
 async def test_refresh_now_with_the_api_down_says_so(
