@@ -2,17 +2,21 @@
 
 HTTP (side by side, one run): ``/livez``, ``/health`` and ``GET /api/v1/jobs?limit=50`` on the
 real API (``cesar-api``, one uvicorn process, production settings: metrics, body limit, rate
-limits on through Redis with a budget large enough not to refuse) against two bare FastAPI apps
-on the same uvicorn settings: one returning static JSON, one doing ``SELECT 1`` on an asyncpg
-pool of the same size. The load generator is ``wrk`` when installed (else an httpx asyncio
-generator), always in a separate process. Goals: ``/livez`` >= 80% of bare static; the jobs
-listing >= 50% of bare ``SELECT 1``.
+limits on through Redis with a budget large enough not to refuse) against two bare FastAPI apps:
+one returning static JSON, one doing ``SELECT 1`` on an asyncpg pool of the same size. Like with
+like: every server is one uvicorn process with uvloop + httptools (checked in each process's
+memory map and recorded), access log and server header off; the load generator is ``wrk`` (else
+an httpx asyncio generator) in a separate process with the same settings for every target; the
+targets are measured in interleaved rounds (the order rotates each round), ``BENCH_API_ROUNDS``
+rounds (3), and the median of the rounds is reported, with the load average around each round.
+Goals: ``/livez`` >= 80% of bare static; the jobs listing >= 50% of bare ``SELECT 1``.
 
 WebSocket: 1,000 clients (a separate process) connect to one API process; 100 events are
 published to the stream 100 ms apart; every client must receive all 100; p50/p99 fan-out latency
 (publish -> client receive) and the API process RSS before and after.
 
 Run: ``uv run python -m bench api`` (results in bench/results/api.json and api.md).
+``BENCH_API_SKIP_WS=1`` skips the WebSocket part.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -43,7 +48,9 @@ from cesar_core.testing import admin_url, database_named, drop_database
 from fastapi import FastAPI
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DURATION = float(os.environ.get("BENCH_API_SECONDS", "8"))
+DURATION = float(os.environ.get("BENCH_API_SECONDS", "6"))
+ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
+SKIP_WS = os.environ.get("BENCH_API_SKIP_WS", "") not in ("", "0")
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
 WS_CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", "1000"))
 WS_EVENTS = 100
@@ -113,6 +120,11 @@ def _uvicorn(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[by
             str(port),
             "--workers",
             "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-server-header",
             "--no-access-log",
             "--log-level",
             "warning",
@@ -120,6 +132,13 @@ def _uvicorn(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[by
         cwd=ROOT,
         env=env,
     )
+
+
+def _native_libs(pid: int) -> dict[str, bool]:
+    """Whether the process really runs on uvloop and httptools (their extension modules are
+    mapped into it)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {"uvloop": "uvloop/loop." in maps, "httptools": "httptools/parser/parser." in maps}
 
 
 def _rss_mb(pid: int) -> float:
@@ -310,7 +329,11 @@ async def _prepare_database() -> tuple[str, str]:
 def main(results_dir: Path) -> None:
     name, url = asyncio.run(_prepare_database())
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
-    base_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    extra_path = os.environ.get("PYTHONPATH", "")
+    base_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), extra_path) if p),
+    }
     api_port, static_port, select_port = _free_port(), _free_port(), _free_port()
     api_env = {
         **base_env,
@@ -335,18 +358,37 @@ def main(results_dir: Path) -> None:
             "bench.bench_api:bare_select", select_port, {**base_env, "BENCH_DATABASE_URL": url}
         ),
     }
+    targets = {
+        "bare_static /livez": f"http://127.0.0.1:{static_port}/livez",
+        "api /livez": f"http://127.0.0.1:{api_port}/livez",
+        "api /health": f"http://127.0.0.1:{api_port}/health",
+        "bare SELECT 1": f"http://127.0.0.1:{select_port}/select1",
+        "api /api/v1/jobs?limit=50": f"http://127.0.0.1:{api_port}/api/v1/jobs?limit=50",
+    }
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
+    rounds: list[dict[str, Any]] = []
+    ws: dict[str, Any] | None = None
     try:
         _wait_http(f"http://127.0.0.1:{api_port}/livez")
         _wait_http(f"http://127.0.0.1:{static_port}/livez")
         _wait_http(f"http://127.0.0.1:{select_port}/select1")
-        http = {
-            "bare_static /livez": _load(f"http://127.0.0.1:{static_port}/livez"),
-            "api /livez": _load(f"http://127.0.0.1:{api_port}/livez"),
-            "api /health": _load(f"http://127.0.0.1:{api_port}/health"),
-            "bare SELECT 1": _load(f"http://127.0.0.1:{select_port}/select1"),
-            "api /api/v1/jobs?limit=50": _load(f"http://127.0.0.1:{api_port}/api/v1/jobs?limit=50"),
-        }
-        ws = asyncio.run(_websocket_run(api_port, procs["api"].pid, f"{prefix}events"))
+        native = {name: _native_libs(proc.pid) for name, proc in procs.items()}
+        names = list(targets)
+        for number in range(ROUNDS):
+            order = names[number % len(names) :] + names[: number % len(names)]
+            load_before = os.getloadavg()
+            for target in order:
+                runs[target].append(_load(targets[target]))
+            rounds.append(
+                {
+                    "order": order,
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                    "rps": {t: runs[t][-1]["rps"] for t in names},
+                }
+            )
+        if not SKIP_WS:
+            ws = asyncio.run(_websocket_run(api_port, procs["api"].pid, f"{prefix}events"))
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -357,14 +399,27 @@ def main(results_dir: Path) -> None:
                 proc.kill()
         asyncio.run(drop_database(name))
 
+    http = {
+        target: {
+            "rps": statistics.median(r["rps"] for r in results),
+            "p99_ms": statistics.median(r["p99_ms"] or 0.0 for r in results),
+            "non_2xx": sum(r["non_2xx"] for r in results),
+            "rounds_rps": [r["rps"] for r in results],
+        }
+        for target, results in runs.items()
+    }
     livez_ratio = http["api /livez"]["rps"] / http["bare_static /livez"]["rps"]
     jobs_ratio = http["api /api/v1/jobs?limit=50"]["rps"] / http["bare SELECT 1"]["rps"]
-    result = {
+    result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load_generator": "wrk" if shutil.which("wrk") else "httpx (asyncio, separate process)",
         "connections": CONNECTIONS,
         "seconds": DURATION,
+        "rounds": ROUNDS,
+        "uvicorn": "1 process each, --loop uvloop --http httptools, access log and server header off",
+        "native_libs_loaded": native,
         "http": http,
+        "round_details": rounds,
         "ratios": {
             "livez_vs_bare_static": round(livez_ratio, 3),
             "jobs_vs_bare_select1": round(jobs_ratio, 3),
@@ -380,14 +435,23 @@ def main(results_dir: Path) -> None:
         "# API benchmark",
         "",
         f"{result['machine']['cpus']} CPUs, Python {result['machine']['python']}; load: "
-        f"{result['load_generator']}, {CONNECTIONS} connections, {DURATION:.0f} s per target; "
-        "every server one uvicorn process (uvloop + httptools), access log off.",
+        f"{result['load_generator']}, {CONNECTIONS} connections, {DURATION:.0f} s per target "
+        f"(after a 1 s warm-up), {ROUNDS} interleaved rounds (order rotated), median reported; "
+        "every server one uvicorn process (uvloop + httptools, checked in each process: "
+        f"{native}), access log and server header off; the bare `SELECT 1` app uses an asyncpg "
+        f"pool of {POOL_SIZE}, like the API.",
         "",
-        "| target | req/s | p99 ms | non-2xx |",
-        "|---|---:|---:|---:|",
+        "| target | req/s (median) | rounds | p99 ms (median) | non-2xx |",
+        "|---|---:|---|---:|---:|",
     ]
     for target, row in http.items():
-        lines.append(f"| {target} | {row['rps']:.0f} | {row['p99_ms']} | {row['non_2xx']} |")
+        each = " / ".join(f"{x:.0f}" for x in row["rounds_rps"])
+        lines.append(
+            f"| {target} | {row['rps']:.0f} | {each} | {row['p99_ms']} | {row['non_2xx']} |"
+        )
+    lines += ["", "Load average (1/5/15 min) before and after each round:", ""]
+    for number, info in enumerate(rounds, 1):
+        lines.append(f"- round {number}: {info['loadavg_before']} -> {info['loadavg_after']}")
     lines += [
         "",
         f"- `/livez` vs bare static: **{livez_ratio:.0%}** (goal >= 80%: "
@@ -397,14 +461,19 @@ def main(results_dir: Path) -> None:
         "",
         "## WebSocket fan-out",
         "",
-        f"{ws['clients']} clients on one API process, {ws['events']} events published {WS_SPACING * 1000:.0f} ms "
-        f"apart: delivered {ws['delivered']}/{ws['expected']} "
-        f"({'all' if ws['all_delivered'] else 'NOT all'}); fan-out latency p50 "
-        f"{ws['p50_ms']} ms, p99 **{ws['p99_ms']} ms**, max {ws['max_ms']} ms; API RSS "
-        f"{ws['rss_mb_idle']} MB idle, {ws['rss_mb_1000_clients']} MB with the clients "
-        f"connected, {ws['rss_mb_after']} MB after delivery.",
-        "",
     ]
+    if ws is None:
+        lines += ["skipped (BENCH_API_SKIP_WS)", ""]
+    else:
+        lines += [
+            f"{ws['clients']} clients on one API process, {ws['events']} events published "
+            f"{WS_SPACING * 1000:.0f} ms apart: delivered {ws['delivered']}/{ws['expected']} "
+            f"({'all' if ws['all_delivered'] else 'NOT all'}); fan-out latency p50 "
+            f"{ws['p50_ms']} ms, p99 **{ws['p99_ms']} ms**, max {ws['max_ms']} ms; API RSS "
+            f"{ws['rss_mb_idle']} MB idle, {ws['rss_mb_1000_clients']} MB with the clients "
+            f"connected, {ws['rss_mb_after']} MB after delivery.",
+            "",
+        ]
     (results_dir / "api.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

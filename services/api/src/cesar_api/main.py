@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import sys
 
 import uvicorn
@@ -11,7 +13,17 @@ from cesar_core.logging import configure_logging
 from cesar_api.app import create_app
 from cesar_api.settings import ApiSettings, load_api_settings
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "server_stack"]
+
+log = logging.getLogger(__name__)
+
+
+def server_stack() -> tuple[str, str]:
+    """uvicorn's (loop, http) choice, said out loud: uvloop and httptools (both part of
+    ``uvicorn[standard]``), falling back to asyncio and h11 only where they are missing."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
 
 
 def run(settings: ApiSettings) -> None:
@@ -22,8 +34,12 @@ def run(settings: ApiSettings) -> None:
         secrets=[s.get_secret_value() for s in settings.secret_fields().values()],
     )
     app = create_app(settings)
+    loop, http = server_stack()
+    log.info("uvicorn with loop=%s http=%s", loop, http)
     uvicorn.run(
         app,
+        loop=loop,
+        http=http,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
