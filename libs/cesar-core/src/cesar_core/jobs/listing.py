@@ -5,12 +5,13 @@
 assembles: the items in the field order of the ``Job`` model without ``dispatch_token``,
 ``payload`` and ``result`` embedded as stored, timestamps formatted the way pydantic writes
 them (UTC, ``Z``, microseconds only when non-zero). Nothing is decoded into Python objects, so
-the cost per row in the calling process is close to zero.
+the cost per row in the calling process is close to zero (the text even arrives as UTF-8
+bytes, ``convert_to``, so it is not decoded and encoded again on its way to the socket).
 
 The output parses to the same value as dumping the models (the only byte difference is the
 whitespace inside ``payload``/``result``, as the database prints JSONB). The SQL is portable:
-``to_json``, ``to_char``, ``string_agg ... ORDER BY`` and ``date_trunc`` exist on PostgreSQL
-and CockroachDB alike.
+``to_json``, ``to_char``, ``string_agg ... ORDER BY``, ``convert_to`` and ``date_trunc`` exist
+on PostgreSQL and CockroachDB alike.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ WITH page AS (
     LIMIT $8
 ),
 agg AS (
-    SELECT COALESCE(string_agg({_OBJECT}, ',' ORDER BY created_at DESC, id DESC), '') AS items,
+    SELECT convert_to(COALESCE(string_agg({_OBJECT}, ',' ORDER BY created_at DESC, id DESC), ''),
+                      'UTF8') AS items,
            count(*) AS n
     FROM page
 ),
@@ -99,15 +101,15 @@ FROM agg LEFT JOIN last_row ON true
 
 @dataclass(frozen=True)
 class JobPageJson:
-    """``items``: the comma-separated JSON objects (wrap in ``[...]``); ``count`` of them;
-    ``last``: (created_at, id) of the last one, for the keyset cursor (None when empty)."""
+    """``items``: the comma-separated JSON objects as UTF-8 (wrap in ``[...]``); ``count`` of
+    them; ``last``: (created_at, id) of the last one, for the keyset cursor (None when empty)."""
 
-    items: str
+    items: bytes
     count: int
     last: tuple[datetime, UUID] | None
 
     def items_array(self) -> bytes:
-        return b"[" + self.items.encode() + b"]"
+        return b"[" + self.items + b"]"
 
 
 async def list_jobs_json(
