@@ -12,40 +12,58 @@ from typing import Any
 
 import httpx
 from cesar_core.errors import CesarError
-from cesar_core.redis import create_redis, ping_redis
+from cesar_core.redis import ping_redis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from cesar_ollama_proxy.aggregates import Aggregator
 from cesar_ollama_proxy.cache import ResponseCache
 from cesar_ollama_proxy.errors import ProxyError
+from cesar_ollama_proxy.fastredis import create_lean_redis
 from cesar_ollama_proxy.metrics import ProxyMetrics
-from cesar_ollama_proxy.proxy import Proxy, error_body
+from cesar_ollama_proxy.proxy import Proxy, error_response
 from cesar_ollama_proxy.ratelimit import RateLimiter
-from cesar_ollama_proxy.routes import classify
 from cesar_ollama_proxy.settings import ProxySettings
 from cesar_ollama_proxy.upstream import Upstream
 
-__all__ = ["create_app"]
+__all__ = ["ProxyApp", "create_app"]
 
 log = logging.getLogger(__name__)
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+#: the proxy's own routes (FastAPI's router); every other HTTP request is Ollama's
+_OWN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+
+
+class ProxyApp(FastAPI):
+    """FastAPI for the proxy's own routes and the lifespan; Ollama's routes go straight to
+    :meth:`Proxy.serve` as raw ASGI, without routing, dependency and middleware layers
+    (they use none of them; this is the hot path)."""
+
+    proxy: Proxy | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        proxy = self.proxy
+        if proxy is not None and scope["type"] == "http" and scope["path"] not in _OWN_PATHS:
+            await proxy.serve(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
     settings: ProxySettings, *, upstream_transport: httpx.AsyncBaseTransport | None = None
-) -> FastAPI:
+) -> ProxyApp:
     metrics = ProxyMetrics(max_model_labels=settings.max_model_labels)
     redis_url = settings.redis_url.get_secret_value()
     database_url = settings.database_url.get_secret_value() if settings.database_url else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(redis_url, timeout=settings.redis_timeout)
+        redis = create_lean_redis(redis_url, timeout=settings.redis_timeout)
         upstream = Upstream(
             settings.ollama_url,
             max_concurrent=settings.max_concurrent_upstream,
@@ -64,6 +82,7 @@ def create_app(
             strategy=settings.rate_limit_strategy,
             on_error=metrics.redis_error,
         )
+        limiter.use_redis(redis)
         aggregator = Aggregator(
             database_url,
             interval=settings.metrics_flush_seconds,
@@ -80,6 +99,8 @@ def create_app(
             aggregator=aggregator,
         )
         app.state.proxy = proxy
+        assert isinstance(app, ProxyApp)
+        app.proxy = proxy
         app.state.redis = redis
         app.state.aggregator = aggregator
         aggregator.start()
@@ -90,13 +111,14 @@ def create_app(
         try:
             yield
         finally:
+            app.proxy = None
             await proxy.drain()
             await aggregator.stop()
             await upstream.aclose()
             await limiter.close()
             await redis.aclose()
 
-    app = FastAPI(
+    app = ProxyApp(
         title="CESAR Ollama proxy",
         lifespan=lifespan,
         docs_url=None,
@@ -108,13 +130,7 @@ def create_app(
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(request: Request, exc: ProxyError) -> Response:
-        route = classify(request.method, request.url.path)
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return JSONResponse(
-            error_body(route, exc.message, exc.status_code),
-            status_code=exc.status_code,
-            headers=headers,
-        )
+        return error_response(request.method, request.url.path, exc)
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:
@@ -133,6 +149,8 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=_PROMETHEUS_TEXT)
 
+    # Ollama's routes normally bypass FastAPI (ProxyApp.__call__); this route serves them
+    # only before the lifespan has built the proxy.
     @app.api_route("/{path:path}", methods=_METHODS, include_in_schema=False)
     async def ollama(request: Request) -> Response:
         proxy: Proxy = request.app.state.proxy

@@ -34,6 +34,10 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=30,
         proxy_headers=True,
+        # both come with uvicorn[standard]; named so a missing one fails loudly instead of
+        # silently falling back to the pure-Python loop and parser
+        loop="uvloop",
+        http="httptools",
     )
 
 

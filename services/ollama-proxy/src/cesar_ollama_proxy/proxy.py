@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from cesar_ollama_proxy.aggregates import Aggregator
@@ -44,7 +44,7 @@ from cesar_ollama_proxy.routes import Route, classify
 from cesar_ollama_proxy.settings import ProxySettings
 from cesar_ollama_proxy.upstream import Upstream, UpstreamResponse, UpstreamStreamError
 
-__all__ = ["Exchange", "Proxy", "error_body", "error_line"]
+__all__ = ["Exchange", "Proxy", "error_body", "error_line", "error_response"]
 
 log = logging.getLogger("cesar_ollama_proxy.requests")
 
@@ -72,6 +72,16 @@ def error_body(route: Route | None, message: str, status: int) -> dict[str, Any]
         kind = "invalid_request_error" if 400 <= status < 500 else "api_error"
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return {"error": message}
+
+
+def error_response(method: str, path: str, exc: ProxyError) -> Response:
+    """A :class:`ProxyError` as Ollama's (or on ``/v1`` OpenAI's) error answer."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return JSONResponse(
+        error_body(classify(method, path), exc.message, exc.status_code),
+        status_code=exc.status_code,
+        headers=headers,
+    )
 
 
 def error_line(route: Route, message: str) -> bytes:
@@ -133,10 +143,21 @@ class Proxy:
 
     # -- entry ----------------------------------------------------------------------------
 
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Raw ASGI entry for Ollama's routes (no framework routing on the hot path)."""
+        request = Request(scope, receive)
+        try:
+            response = await self.handle(request)
+        except ProxyError as exc:
+            response = error_response(scope["method"], scope["path"], exc)
+        await response(scope, receive, send)
+
     async def handle(self, request: Request) -> Response:
-        route = classify(request.method, request.url.path)
+        scope = request.scope
+        method, path = scope["method"], scope["path"]
+        route = classify(method, path)
         if route is None:
-            raise NotFound(f"{request.method} {request.url.path} is not an Ollama route")
+            raise NotFound(f"{method} {path} is not an Ollama route")
         ex = Exchange(route=route, started=time.perf_counter())
         try:
             return await self._handle(request, ex)
@@ -151,7 +172,8 @@ class Proxy:
     async def _handle(self, request: Request, ex: Exchange) -> Response:
         route = ex.route
         headers = request.headers
-        key = client_key(headers.get("authorization"), request.client and request.client.host)
+        peer = request.scope.get("client")
+        key = client_key(headers.get("authorization"), peer[0] if peer else None)
         content: bytes | AsyncIterator[bytes]
         payload: dict[str, Any] = {}
         if route.json_body:
@@ -175,30 +197,22 @@ class Proxy:
             )
             ex.cache = decision.status
 
-        if decision.key is not None:
-            _, cached = await asyncio.gather(
-                self.limiter.check_client(key), self.cache.get(decision.key)
-            )
-            if cached is not None:
-                ex.cache = "HIT"
-                self.finish(ex, "ok", 200)
-                return Response(
-                    cached.body,
-                    media_type=cached.content_type,
-                    headers={"X-Cache": "HIT"},
-                )
-        else:
-            await self.limiter.check_client(key)
-
-        if route.inference:
-            await self.limiter.check_model(ex.model)
+        admission = await self.limiter.admit(
+            key, decision.key, ex.model if route.inference else None
+        )
+        if admission.cached is not None:
+            cached = CachedResponse.decode(admission.cached)
+            ex.cache = "HIT"
+            self.finish(ex, "ok", 200)
+            return Response(cached.body, media_type=cached.content_type, headers={"X-Cache": "HIT"})
 
         forward = {k: v for k, v in headers.items() if k not in _DROP_REQUEST}
         ex.attempted = True
+        scope = request.scope
         up = await self.upstream.open(
-            request.method,
-            request.url.path,
-            params=request.url.query,
+            scope["method"],
+            scope.get("raw_path") or scope["path"].encode(),
+            query=scope["query_string"],
             headers=forward,
             content=content,
             bounded=route.bounded,

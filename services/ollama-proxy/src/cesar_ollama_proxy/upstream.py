@@ -93,14 +93,21 @@ class Upstream:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.in_flight = 0
         self.queued = 0
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=60.0, pool=None
-            ),
+        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=60.0, pool=None)
+        # Proxied requests go straight to the transport (httpcore's keep-alive pool): the
+        # client layers above it (URL merging, default headers, cookies, auth, redirects,
+        # event hooks) do nothing a proxy wants and cost a noticeable part of a miss.
+        self.transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            transport=transport,
-            follow_redirects=False,
+            http1=True,
+            http2=False,
+        )
+        self._base = httpx.URL(base_url)
+        self._prefix = self._base.raw_path.rstrip(b"/")
+        self._extensions = {"timeout": timeout.as_dict()}
+        # for ping() and anything not on the hot path
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, transport=self.transport, follow_redirects=False
         )
 
     async def _acquire(self) -> Callable[[], None]:
@@ -127,19 +134,27 @@ class Upstream:
     async def open(
         self,
         method: str,
-        path: str,
+        path: bytes,
         *,
-        params: str,
+        query: bytes,
         headers: Mapping[str, str],
         content: bytes | AsyncIterable[bytes] | None,
         bounded: bool,
     ) -> UpstreamResponse:
-        """Send the request and return once the status and headers are in (body unread)."""
+        """Send the request and return once the status and headers are in (body unread).
+        ``path`` is the raw (still percent-encoded) path, forwarded as is."""
         release = await self._acquire() if bounded else None
-        url = path + ("?" + params if params else "")
+        raw = self._prefix + path + (b"?" + query if query else b"")
         try:
-            request = self.client.build_request(method, url, headers=headers, content=content)
-            response = await self.client.send(request, stream=True)
+            request = httpx.Request(
+                method,
+                self._base.copy_with(raw_path=raw),
+                headers=headers,
+                content=content,
+                extensions=self._extensions,
+            )
+            response = await self.transport.handle_async_request(request)
+            response.request = request
         except BaseException as exc:
             if release is not None:
                 release()
