@@ -38,7 +38,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SCENARIOS = (
     (0.0, int(os.environ.get("BENCH_SEQUENTIAL", 1000)),
      int(os.environ.get("BENCH_CONCURRENT", 2000)), 200),
-    (0.02, 150, 400, 20),
+    (0.02, 100, 300, 20),
 )  # fmt: skip
 PATHS = ("direct", "proxy_miss", "proxy_hit")
 METRICS = ("p50_ms", "p99_ms", "mean_ms", "requests_per_s")

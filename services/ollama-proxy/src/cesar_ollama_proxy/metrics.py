@@ -5,10 +5,13 @@ names, new ones are counted as ``other``, so a client cannot blow up the series 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["ProxyMetrics"]
+
+_M = TypeVar("_M", Counter, Histogram)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                     60, 120, 300)  # fmt: skip
@@ -19,6 +22,7 @@ class ProxyMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._max_models = max_model_labels
         self._models: set[str] = set()
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.requests = Counter(
             "ollama_proxy_requests_total",
@@ -98,6 +102,15 @@ class ProxyMetrics:
             self._models.add(model)
             return model
         return "other"
+
+    def child(self, metric: _M, *labels: str) -> _M:
+        """``metric.labels(*labels)``, remembered: the label sets are bounded (routes, model
+        labels, outcomes) and ``labels()`` validates and locks on every call."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def redis_error(self, op: str) -> None:
         self.redis_errors.labels(op).inc()

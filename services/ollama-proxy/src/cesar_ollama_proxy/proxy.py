@@ -122,6 +122,24 @@ class RelayResponse(StreamingResponse):
                 await aclose()
 
 
+class CachedAnswer(Response):
+    """A cache hit, sent as two raw ASGI messages (the hot path of a hit)."""
+
+    def __init__(self, cached: CachedResponse) -> None:
+        self.status_code = 200
+        self.body = cached.body
+        self.raw_headers = [
+            (b"content-type", cached.content_type.encode("latin-1")),
+            (b"content-length", str(len(cached.body)).encode()),
+            (b"x-cache", b"HIT"),
+        ]
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 class Proxy:
     def __init__(
         self,
@@ -351,16 +369,17 @@ class Proxy:
         route = ex.route.name
         m = self.metrics
         model = m.model_label(ex.model)
-        m.requests.labels(route, model, outcome).inc()
-        m.latency.labels(route, (ex.cache or "-").lower()).observe(elapsed)
+        cache = (ex.cache or "-").lower()
+        m.child(m.requests, route, model, outcome).inc()
+        m.child(m.latency, route, cache).observe(elapsed)
         if ex.first_chunk_at is not None:
-            m.ttft.labels(route, model).observe(ex.first_chunk_at - ex.started)
+            m.child(m.ttft, route, model).observe(ex.first_chunk_at - ex.started)
         if ex.prompt_tokens:
-            m.tokens.labels(model, "prompt").inc(ex.prompt_tokens)
+            m.child(m.tokens, model, "prompt").inc(ex.prompt_tokens)
         if ex.completion_tokens:
-            m.tokens.labels(model, "completion").inc(ex.completion_tokens)
+            m.child(m.tokens, model, "completion").inc(ex.completion_tokens)
         if ex.cache is not None:
-            m.cache.labels(route, ex.cache.lower()).inc()
+            m.child(m.cache, route, cache).inc()
         hit = ex.cache == "HIT"
         if ex.route.inference and (hit or ex.attempted):
             self.aggregator.record(
@@ -371,7 +390,7 @@ class Proxy:
                 completion_tokens=ex.completion_tokens,
                 error=outcome not in ("ok", "cancelled"),
             )
-        if ex.route.inference or outcome != "ok":
+        if (ex.route.inference or outcome != "ok") and log.isEnabledFor(logging.INFO):
             extra: dict[str, Any] = {
                 "route": route,
                 "model": ex.model,
