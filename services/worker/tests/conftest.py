@@ -58,6 +58,7 @@ def worker_env(database_url: str, redis_url: str, queue_name: str) -> dict[str, 
         "JOB_QUEUE_LOST_GRACE_SECONDS": "2",
         "JOB_QUEUE_BACKOFF_MINUTES": "0.001",
         "WORKER_METRICS_PORT": "0",
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
         "LOG_JSON": "false",
         "LOG_LEVEL": "INFO",
     }

@@ -57,6 +57,55 @@ async def test_in_process_worker_runs_jobs_end_to_end(
         await runtime.stop()
 
 
+async def _serve_with_jobs(
+    config: WorkerConfig, db: Database, redis: RedisClient, registry: JobRegistry, grace: float
+) -> tuple[WorkerRuntime, asyncio.Event, asyncio.Task[None]]:
+    cfg = config.model_copy(update={"worker_shutdown_grace_seconds": grace})
+    runtime = WorkerRuntime(cfg, db, redis, registry)
+    await runtime.start(serve_metrics=False)
+    stop = asyncio.Event()
+    return runtime, stop, asyncio.create_task(serve(cfg, runtime=runtime, stop=stop))
+
+
+async def test_graceful_stop_lets_running_jobs_finish(
+    config: WorkerConfig, db: Database, redis: RedisClient, registry: JobRegistry, arq_cleanup: None
+) -> None:
+    runtime, stop, task = await _serve_with_jobs(config, db, redis, registry, grace=30)
+    try:
+        job = await runtime.queue.enqueue("maintenance.noop", {"sleep_seconds": 1.5})
+        await wait_for(lambda: runtime.executor.running, timeout=20, interval=0.02)
+        stop.set()  # what SIGTERM does
+        await asyncio.wait_for(task, 30)
+        await runtime.stop()
+        done = await runtime.queue.get(job.id)
+        assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+        # a job enqueued after the stop is not taken by the stopped worker
+        later = await runtime.queue.enqueue("maintenance.noop", {})
+        assert (await runtime.queue.get(later.id)).status == JobStatus.QUEUED
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_graceful_stop_interrupts_jobs_that_outlive_the_grace_period(
+    config: WorkerConfig, db: Database, redis: RedisClient, registry: JobRegistry, arq_cleanup: None
+) -> None:
+    runtime, stop, task = await _serve_with_jobs(config, db, redis, registry, grace=0.3)
+    try:
+        job = await runtime.queue.enqueue("maintenance.noop", {"sleep_seconds": 60})
+        await wait_for(lambda: runtime.executor.running, timeout=20, interval=0.02)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await runtime.stop()
+        row = await runtime.queue.get(job.id)
+        # left for the reconciler: due at once, the cut-short attempt not counted, old token void
+        assert (row.status, row.attempts, row.dispatch_token) == (JobStatus.RETRYING, 0, None)
+        assert row.last_error is not None and "interrupted" in row.last_error
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
 @pytest.mark.slow
 @pytest.mark.faults
 async def test_kill_9_mid_job_another_worker_finishes_it(

@@ -34,7 +34,11 @@ class WorkerConfig(JobSettings):
         default=20.0, gt=0, le=1000, validation_alias="WORKER_MIRROR_FLUSH_MS"
     )
     worker_mirror_start_linger_ms: float = Field(
-        default=2.0, ge=0, le=1000, validation_alias="WORKER_MIRROR_START_LINGER_MS"
+        default=10.0, ge=0, le=1000, validation_alias="WORKER_MIRROR_START_LINGER_MS"
+    )
+    # SIGTERM: running jobs get this long to finish before they are interrupted
+    worker_shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, le=3600, validation_alias="WORKER_SHUTDOWN_GRACE_SECONDS"
     )
     worker_reconcile_batch: int = Field(
         default=1000, ge=1, le=100_000, validation_alias="WORKER_RECONCILE_BATCH"

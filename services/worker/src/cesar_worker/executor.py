@@ -46,6 +46,8 @@ MAX_ERROR_CHARS = 4000
 
 def bounded_result(result: Any, max_bytes: int) -> str:
     """The result as JSON, replaced by a preview when it is larger than ``max_bytes``."""
+    if result is None:
+        return "null"
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")
     text = json.dumps(result, default=str)
@@ -85,6 +87,11 @@ class Executor:
         self.rand = rand
         self.resources = resources if resources is not None else {}
         self.running: dict[UUID, str] = {}
+        # deliveries between arq's start and our return (claiming, running, reporting);
+        # when they fill every slot no other claim can join the mirror's batch
+        self.inflight = 0
+        self.slots = config.worker_max_jobs
+        self.draining = False  # set at graceful shutdown: new deliveries go back to arq
 
     def running_jobs(self) -> list[tuple[UUID, str]]:
         return list(self.running.items())
@@ -96,8 +103,15 @@ class Executor:
         except ValueError:
             log.error("ignoring arq job %r: not a cesar job id", arq_job_id)
             return "invalid"
+        self.inflight += 1
         try:
-            job = await self.mirror.claim(row_id, token)
+            return await self._claim_and_execute(row_id, token)
+        finally:
+            self.inflight -= 1
+
+    async def _claim_and_execute(self, row_id: UUID, token: str) -> str:
+        try:
+            job = await self.mirror.claim(row_id, token, flush_now=self.inflight >= self.slots)
         except DatabaseError as exc:
             # the row stays queued; arq forgets the delivery, so the reconciler re-dispatches
             log.warning("job %s: cannot claim (%s); left for the reconciler", row_id, exc)

@@ -24,6 +24,24 @@ The reconciler and the other duties are arq cron jobs named after the queue (so 
 different queues never share a cron job id); only one worker of a queue runs each tick.
 If Redis goes away the arq loop stops; :func:`serve` keeps the database side (mirror,
 heartbeats) alive and starts a new arq worker in the same process once Redis answers again.
+
+Graceful stop (SIGTERM or SIGINT)
+---------------------------------
+1. The worker stops taking jobs: arq polls no more, and a delivery arq had already read but
+   not yet started is handed back to arq untouched (``Retry``; nothing claimed, nothing run),
+   so another worker takes it at once.
+2. Running jobs get up to ``WORKER_SHUTDOWN_GRACE_SECONDS`` (default 20 s; arq's
+   ``job_completion_wait``) to finish; their outcomes are written as usual.
+3. Jobs still running then are cancelled. Each is recorded as an *interrupted* attempt:
+   ``retrying``, due at once, the attempt not counted (it was cut short by us, not by the job),
+   dispatch token cleared; the reconciler dispatches it again on its next pass (within
+   ``JOB_QUEUE_POLL_INTERVAL``). Job functions are idempotent, so running again is safe.
+4. The mirror writes everything still pending, then connections close; exit code 0.
+
+A second signal skips the wait (step 3 at once). If the process is killed before step 4
+(``kill -9``, or an orchestrator timeout shorter than the grace period plus a few seconds:
+compose gives the worker 30 s), the rows still say ``running``; the reconciler takes them
+back after ``JOB_QUEUE_STALL_SECONDS`` and those attempts count.
 """
 
 from __future__ import annotations
@@ -40,7 +58,7 @@ from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
-from arq.worker import Function, Worker, func
+from arq.worker import Function, Retry, Worker, func
 from cesar_core.errors import CesarError, ConfigurationError
 from cesar_core.jobs.dispatch import ARQ_FUNCTION
 from cesar_core.jobs.registry import JobRegistry, load_registry
@@ -52,7 +70,7 @@ from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
 
-__all__ = ["WorkerSettings", "main", "poll_delay", "serve", "worker_options"]
+__all__ = ["WorkerSettings", "main", "poll_delay", "quiet_arq_job_lines", "serve", "worker_options"]
 
 log = logging.getLogger("cesar_worker")
 RUNTIME_KEY = "cesar"
@@ -81,6 +99,10 @@ def _every(seconds: float) -> dict[str, Any]:
 
 async def run_job(ctx: dict[str, Any]) -> None:
     runtime: WorkerRuntime = ctx[RUNTIME_KEY]
+    if runtime.executor.draining:
+        # shutting down: hand the delivery back to arq untouched (nothing was claimed or
+        # run), so another worker takes it at once
+        raise Retry()
     await runtime.executor.run(ctx["job_id"])
 
 
@@ -165,6 +187,7 @@ def worker_options(config: WorkerConfig, registry: JobRegistry) -> dict[str, Any
         "max_tries": 1_000_000,
         "health_check_interval": 30,
         "log_results": False,
+        "job_completion_wait": config.worker_shutdown_grace_seconds,
     }
 
 
@@ -192,6 +215,7 @@ class WorkerSettings:
     keep_result_forever = False
     max_tries = _options["max_tries"]
     health_check_interval = _options["health_check_interval"]
+    job_completion_wait = _options["job_completion_wait"]
     log_results = False
 
 
@@ -211,15 +235,22 @@ async def serve(
     current: list[Worker] = []
 
     def on_signal(sig: signal.Signals) -> None:
-        log.info("received %s; stopping", sig.name)
+        if stop.is_set():  # a second signal: do not wait for running jobs any longer
+            log.warning("received %s again; interrupting running jobs now", sig.name)
+            for worker in current:
+                worker.handle_sig(sig)
+            return
+        log.info(
+            "received %s; stopping (running jobs get up to %gs to finish)",
+            sig.name,
+            config.worker_shutdown_grace_seconds,
+        )
         stop.set()
-        for worker in current:
-            worker.handle_sig(sig)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal, sig)
-    stopper = asyncio.create_task(_stop_when(stop, current))
+    stopper = asyncio.create_task(_stop_when(stop, current, runtime))
     delay = 0.5
     try:
         while not stop.is_set():
@@ -251,10 +282,14 @@ async def serve(
             await runtime.stop()
 
 
-async def _stop_when(stop: asyncio.Event, current: list[Worker]) -> None:
+async def _stop_when(stop: asyncio.Event, current: list[Worker], runtime: WorkerRuntime) -> None:
+    """Graceful stop: take no new job, let running ones finish within the grace period."""
     await stop.wait()
+    runtime.executor.draining = True
     for worker in current:
-        worker.handle_sig(signal.SIGTERM)
+        # arq: stop polling, wait up to job_completion_wait for the running jobs, then
+        # cancel what is left (recorded as interrupted attempts) and leave the main loop
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)
 
 
 async def _close_quietly(worker: Worker) -> None:
@@ -262,6 +297,22 @@ async def _close_quietly(worker: Worker) -> None:
         await asyncio.wait_for(worker.close(), 30)
     except (Exception, asyncio.CancelledError) as exc:
         log.debug("closing the arq worker: %s", exc)
+
+
+class _ArqJobLines(logging.Filter):
+    """Drops arq's two INFO lines per job ("0.01s → id:token cesar.job()", "... ←"): at
+    thousands of jobs a second they cost more than the job, and ``job_queue`` plus the
+    metrics already record every attempt. arq's start, shutdown and warning lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not str(record.msg).startswith("%6.2fs")
+
+
+def quiet_arq_job_lines(level: str) -> None:
+    """Install :class:`_ArqJobLines` on arq's worker logger unless LOG_LEVEL is DEBUG."""
+    arq_log = logging.getLogger("arq.worker")
+    if level.upper() != "DEBUG" and not any(isinstance(f, _ArqJobLines) for f in arq_log.filters):
+        arq_log.addFilter(_ArqJobLines())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_lines=config.log_json,
         secrets=[s.get_secret_value() for s in config.secret_fields().values()],
     )
+    quiet_arq_job_lines(config.log_level)
     try:
         config.require_database_url()
         asyncio.run(serve(config))

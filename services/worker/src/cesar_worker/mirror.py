@@ -1,106 +1,138 @@
 """The mirror: every transition a worker makes, written to ``job_queue`` in batches.
 
 Callers hand transitions to one in-process :class:`MirrorBatcher`; a single flusher task
-writes whatever has accumulated in one transaction (``Database.transaction``, so 40001 is
-retried), at most one transaction in flight. Non-urgent transitions (heartbeats and the final
-``succeeded`` / ``retrying`` / ``failed``) linger up to ``flush_interval`` (20 ms by default)
-so that many share a transaction; a ``running`` claim lingers only ``start_linger`` (2 ms)
-because its job waits for it.
+writes whatever has accumulated as **one statement** (``UPDATE job_queue ... FROM
+unnest(...)`` with one array element per transition and a ``kind`` column), at most one
+statement in flight. One statement is atomic on its own, so a flush needs no BEGIN/COMMIT:
+it is one round trip on a connection the mirror keeps (no pool reset per flush), and
+SQLSTATE 40001/40P01 is retried (the statement is a set of compare-and-sets, so running it
+again is harmless). Non-urgent transitions (heartbeats and the final ``succeeded`` /
+``retrying`` / ``failed``) linger up to ``flush_interval`` (20 ms by default) so that many
+share a statement; a ``running`` claim lingers at most ``start_linger`` (10 ms by default,
+counted from the first claim waiting) because its job waits for it, or not at all once every
+job slot of the worker is taken (no other claim could join: ``flush_now``); whatever final
+transitions are waiting ride along with the claims for free.
 
 Why ``running`` is awaited before the function starts (correctness over a little latency):
 the claim is a compare-and-set on the dispatch token, so a stale or cancelled delivery is
 refused *before* the function runs, the attempt is counted before any side effect happens
 (a kill -9 mid-job is then an honest attempt), and the claim returns the payload from the
-row, which is the truth. The price is one group-commit round trip per job start; with many
-jobs in flight those claims share transactions, so throughput stays close to bare arq (see
-bench/bench_jobs.py). The final transitions are not awaited: if the process dies before
-they are written, the row still says ``running`` and the reconciler re-runs the job after
-the stall threshold (delivery is at least once; job functions are idempotent).
+row, which is the truth. The price is a few milliseconds of latency per job start, not
+throughput: arq starts jobs one by one (four Redis round trips each), so while a claim
+lingers arq keeps starting the next jobs, whose claims join the same statement; with
+``max_jobs`` = 100 the slots a lingering claim holds are never what limits throughput
+(see bench/bench_jobs.py). The final transitions are not awaited: if the process dies
+before they are written, the row still says ``running`` and the reconciler re-runs the job
+after the stall threshold (delivery is at least once; job functions are idempotent).
 
-Every statement is conditioned on ``dispatch_token`` (and on the status it expects), so a
-stale worker's late write changes nothing.
+Every element is conditioned on ``dispatch_token`` and on the status it expects (``running``
+for everything but the claim, which expects ``pending``/``queued``/``retrying``), so a stale
+worker's late write changes nothing. Within one batch the transitions are keyed by (row, token):
+a final transition replaces a heartbeat of the same attempt (it sets ``heartbeat_at`` too),
+so no row appears twice in one statement. If a flush fails, the claims in it fail (their
+jobs stay where they were and the reconciler re-dispatches them) and the other transitions
+are kept for the next flush. A failure after the server applied the statement (connection
+lost before the answer) leaves claimed rows ``running`` without a function: the reconciler
+takes them back after the stall threshold and the attempt counts, which is honest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from cesar_core.db import Database
+from cesar_core.db import Database, is_retryable
 from cesar_core.errors import DatabaseError
-from cesar_core.jobs.models import JOB_COLUMNS, Job
+from cesar_core.jobs.models import Job, JobStatus
 
 from cesar_worker import metrics
 
-__all__ = ["MirrorBatcher"]
+__all__ = ["FLUSH", "MirrorBatcher"]
 
 log = logging.getLogger(__name__)
 
-_J_COLUMNS = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
+START, HEARTBEAT, SUCCEED, RETRY, FAIL, INTERRUPT = (
+    "start",
+    "heartbeat",
+    "succeed",
+    "retry",
+    "fail",
+    "interrupt",
+)
+_FINAL_KINDS = (SUCCEED, RETRY, FAIL, INTERRUPT)
 
-START = f"""
-UPDATE job_queue AS j
-SET status = 'running', attempts = j.attempts + 1, worker_id = $4,
-    started_at = v.at, heartbeat_at = v.at, updated_at = v.at
-FROM unnest($1::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[]) AS v(id, token, at)
+# One statement per flush. v.kind selects what each element does; every element is a
+# compare-and-set on (id, dispatch_token, expected status). Columns a kind does not touch
+# keep their value, so a heartbeat leaves the indexed columns alone (a HOT update).
+# The claimed rows come back with the columns of a Job (the other kinds return only ids).
+FLUSH = """
+UPDATE job_queue AS j SET
+    status = CASE v.kind WHEN 'start' THEN 'running' WHEN 'succeed' THEN 'succeeded'
+                         WHEN 'retry' THEN 'retrying' WHEN 'interrupt' THEN 'retrying'
+                         WHEN 'fail' THEN 'failed' ELSE j.status END,
+    attempts = CASE v.kind WHEN 'start' THEN j.attempts + 1
+                           WHEN 'interrupt' THEN GREATEST(j.attempts - 1, 0)
+                           ELSE j.attempts END,
+    worker_id = CASE WHEN v.kind = 'start' THEN $8 ELSE j.worker_id END,
+    started_at = CASE WHEN v.kind = 'start' THEN v.at ELSE j.started_at END,
+    heartbeat_at = CASE WHEN v.kind = 'interrupt' THEN j.heartbeat_at ELSE v.at END,
+    updated_at = CASE WHEN v.kind = 'heartbeat' THEN j.updated_at ELSE v.at END,
+    finished_at = CASE WHEN v.kind IN ('succeed', 'fail') THEN v.at ELSE j.finished_at END,
+    result = CASE WHEN v.kind = 'succeed' THEN CAST(v.result AS JSONB) ELSE j.result END,
+    last_error = CASE WHEN v.kind IN ('retry', 'fail', 'interrupt') THEN v.error
+                      ELSE j.last_error END,
+    run_after = CASE v.kind WHEN 'retry' THEN v.run_after WHEN 'interrupt' THEN v.at
+                            ELSE j.run_after END,
+    dispatch_token = CASE WHEN v.kind IN ('retry', 'fail', 'interrupt') THEN NULL
+                          ELSE j.dispatch_token END
+FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::TEXT[], $6::TEXT[],
+            $7::TIMESTAMPTZ[]) AS v(id, token, kind, at, result, error, run_after)
 WHERE j.id = v.id AND j.dispatch_token = v.token
-  AND j.status IN ('pending', 'queued', 'retrying')
-RETURNING {_J_COLUMNS}
-"""
-HEARTBEAT = """
-UPDATE job_queue SET heartbeat_at = $3
-WHERE id = $1 AND dispatch_token = $2 AND status = 'running'
-"""
-SUCCEED = """
-UPDATE job_queue
-SET status = 'succeeded', result = CAST($3 AS JSONB), finished_at = $4, updated_at = $4,
-    heartbeat_at = $4
-WHERE id = $1 AND dispatch_token = $2 AND status = 'running'
-"""
-RETRY = """
-UPDATE job_queue
-SET status = 'retrying', last_error = $3, run_after = $4, updated_at = $5, heartbeat_at = $5,
-    dispatch_token = NULL
-WHERE id = $1 AND dispatch_token = $2 AND status = 'running'
-"""
-FAIL = """
-UPDATE job_queue
-SET status = 'failed', last_error = $3, finished_at = $4, updated_at = $4, heartbeat_at = $4,
-    dispatch_token = NULL
-WHERE id = $1 AND dispatch_token = $2 AND status = 'running'
-"""
-# graceful shutdown interrupted the attempt: it does not count, the job is due again at once
-INTERRUPT = """
-UPDATE job_queue
-SET status = 'retrying', attempts = GREATEST(attempts - 1, 0), last_error = $3, run_after = $4,
-    updated_at = $4, dispatch_token = NULL
-WHERE id = $1 AND dispatch_token = $2 AND status = 'running'
+  AND CASE WHEN v.kind = 'start' THEN j.status IN ('pending', 'queued', 'retrying')
+           ELSE j.status = 'running' END
+RETURNING v.kind, j.id, v.token,
+    CASE WHEN v.kind = 'start' THEN j.job_type END AS job_type,
+    CASE WHEN v.kind = 'start' THEN j.payload END AS payload,
+    j.attempts, j.max_attempts, j.run_after,
+    CASE WHEN v.kind = 'start' THEN j.unique_key END AS unique_key,
+    CASE WHEN v.kind = 'start' THEN j.last_error END AS last_error,
+    CASE WHEN v.kind = 'start' THEN j.result END AS result,
+    j.created_at, j.started_at, j.finished_at
 """
 
-_ORDER = ("heartbeat", "succeed", "retry", "fail", "interrupt")
-_SQL = {"heartbeat": HEARTBEAT, "succeed": SUCCEED, "retry": RETRY, "fail": FAIL}
-_SQL["interrupt"] = INTERRUPT
+# (kind, at, result json, error, run_after) per (row id, token)
+_Write = tuple[str, datetime, str | None, str | None, datetime | None]
+_RETRIES = 4
+_CONNECTION_ERRORS = (
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.ConnectionFailureError,
+    OSError,
+    TimeoutError,
+)
 
 
-@dataclass
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
 class _Batch:
-    starts: list[tuple[UUID, str, datetime, asyncio.Future[Job | None]]] = field(
-        default_factory=list
-    )
-    writes: dict[str, list[tuple[Any, ...]]] = field(
-        default_factory=lambda: {k: [] for k in _ORDER}
-    )
+    __slots__ = ("starts", "writes")
+
+    def __init__(self) -> None:
+        self.starts: dict[tuple[UUID, str], tuple[datetime, asyncio.Future[Job | None]]] = {}
+        self.writes: dict[tuple[UUID, str], _Write] = {}
 
     def size(self) -> int:
-        return len(self.starts) + sum(len(v) for v in self.writes.values())
+        return len(self.starts) + len(self.writes)
 
 
 class MirrorBatcher:
@@ -111,7 +143,7 @@ class MirrorBatcher:
         worker_id: str,
         clock: Callable[[], datetime],
         flush_interval: float = 0.02,
-        start_linger: float = 0.002,
+        start_linger: float = 0.01,
         max_batch: int = 5000,
     ) -> None:
         self.db = db
@@ -121,10 +153,13 @@ class MirrorBatcher:
         self.start_linger = start_linger
         self.max_batch = max_batch
         self._batch = _Batch()
-        self._first_at: float | None = None
+        self._first_at: float | None = None  # first transition waiting (any kind)
+        self._first_claim_at: float | None = None  # first claim waiting
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
+        self._now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self._closing = False
         self._inflight = False
         self.flushes = 0
@@ -139,6 +174,7 @@ class MirrorBatcher:
         self._closing = True
         self._wake.set()
         self._urgent.set()
+        self._now.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
@@ -148,33 +184,48 @@ class MirrorBatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
+        await self._release_connection()
 
     # -- transitions -----------------------------------------------------------------------
-    async def claim(self, row_id: UUID, token: str) -> Job | None:
-        """``running`` (attempts + 1): the claimed row, or None if the token no longer holds."""
+    async def claim(self, row_id: UUID, token: str, *, flush_now: bool = False) -> Job | None:
+        """``running`` (attempts + 1): the claimed row, or None if the token no longer holds.
+
+        ``flush_now``: no other claim can join this batch (every job slot of the worker is
+        taken), so waiting out the claim linger would only add latency.
+        """
         if self._closing:
             return None
         future: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
-        self._batch.starts.append((row_id, token, self.clock(), future))
+        key = (row_id, token)
+        if key in self._batch.starts:  # the same delivery twice in one batch: one winner
+            return None
+        self._batch.starts[key] = (self.clock(), future)
+        if self._first_claim_at is None:
+            self._first_claim_at = time.monotonic()
         self._signal(urgent=True)
+        if flush_now:
+            self._now.set()
         return await future
 
     def heartbeat(self, running: list[tuple[UUID, str]]) -> None:
         now = self.clock()
-        for row_id, token in running:
-            self._add("heartbeat", (row_id, token, now))
+        writes = self._batch.writes
+        for key in running:
+            if key not in writes:  # a final transition of the attempt already says more
+                writes[key] = (HEARTBEAT, now, None, None, None)
+        self._signal(urgent=False)
 
     def succeed(self, row_id: UUID, token: str, result_json: str) -> None:
-        self._add("succeed", (row_id, token, result_json, self.clock()))
+        self._add(row_id, token, (SUCCEED, self.clock(), result_json, None, None))
 
     def retry(self, row_id: UUID, token: str, error: str, run_after: datetime) -> None:
-        self._add("retry", (row_id, token, error, run_after, self.clock()))
+        self._add(row_id, token, (RETRY, self.clock(), None, error, run_after))
 
     def fail(self, row_id: UUID, token: str, error: str) -> None:
-        self._add("fail", (row_id, token, error, self.clock()))
+        self._add(row_id, token, (FAIL, self.clock(), None, error, None))
 
     def interrupt(self, row_id: UUID, token: str, reason: str) -> None:
-        self._add("interrupt", (row_id, token, reason, self.clock()))
+        self._add(row_id, token, (INTERRUPT, self.clock(), None, reason, None))
 
     def pending(self) -> int:
         return self._batch.size()
@@ -183,11 +234,12 @@ class MirrorBatcher:
         """Wait until everything handed over so far is written (for tests and shutdown)."""
         while self._batch.size() or self._wake.is_set() or self._inflight:
             self._signal(urgent=True)
+            self._now.set()
             await asyncio.sleep(0.005)
 
     # -- internals -------------------------------------------------------------------------
-    def _add(self, kind: str, values: tuple[Any, ...]) -> None:
-        self._batch.writes[kind].append(values)
+    def _add(self, row_id: UUID, token: str, write: _Write) -> None:
+        self._batch.writes[(row_id, token)] = write
         self._signal(urgent=False)
 
     def _signal(self, *, urgent: bool) -> None:
@@ -196,25 +248,34 @@ class MirrorBatcher:
         self._wake.set()
         if urgent or self._batch.size() >= self.max_batch:
             self._urgent.set()
+        if self._batch.size() >= self.max_batch:
+            self._now.set()
+
+    async def _linger(self) -> None:
+        """Wait until the batch is due: the claim linger, the flush interval, or max_batch."""
+        if not self._urgent.is_set():
+            remaining = (self._first_at or time.monotonic()) + self.flush_interval
+            remaining -= time.monotonic()
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), remaining)
+        if self._first_claim_at is not None and not self._now.is_set():
+            remaining = self._first_claim_at + self.start_linger - time.monotonic()
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), remaining)
 
     async def _run(self) -> None:
         backoff = 0.1
         while True:
             await self._wake.wait()
             if not self._closing:
-                linger = self.start_linger if self._urgent.is_set() else self.flush_interval
-                remaining = (self._first_at or time.monotonic()) + linger - time.monotonic()
-                if remaining > 0 and not self._urgent.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._urgent.wait(), remaining)
-                    remaining = (self._first_at or time.monotonic()) + self.start_linger
-                    remaining -= time.monotonic()
-                if remaining > 0:
-                    await asyncio.sleep(remaining)
+                await self._linger()
             batch, self._batch = self._batch, _Batch()
-            self._first_at = None
+            self._first_at = self._first_claim_at = None
             self._wake.clear()
             self._urgent.clear()
+            self._now.clear()
             if batch.size():
                 self._inflight = True
                 try:
@@ -234,46 +295,108 @@ class MirrorBatcher:
 
     def _requeue(self, batch: _Batch) -> None:
         """Keep the final transitions of a failed flush for the next one (claims already failed)."""
-        for kind in _ORDER:
-            self._batch.writes[kind][:0] = batch.writes[kind]
-        self._signal(urgent=False)
+        for key, write in batch.writes.items():
+            newer = self._batch.writes.get(key)
+            if newer is None or (newer[0] == HEARTBEAT and write[0] != HEARTBEAT):
+                self._batch.writes[key] = write
+        if batch.writes:
+            self._signal(urgent=False)
+
+    async def _connection(self) -> asyncpg.pool.PoolConnectionProxy:
+        if self._conn is None:
+            self._conn = await self.db.pool.acquire()
+        return self._conn
+
+    async def _release_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.db.pool.release(conn)
+
+    async def _execute(self, args: list[Any]) -> list[asyncpg.Record]:
+        for attempt in range(1, _RETRIES + 1):
+            conn = await self._connection()
+            try:
+                rows: list[asyncpg.Record] = await conn.fetch(FLUSH, *args)
+                return rows
+            except asyncpg.PostgresError as exc:
+                if not is_retryable(exc) or attempt == _RETRIES:
+                    raise
+            except _CONNECTION_ERRORS:
+                await self._release_connection()
+                raise
+            await asyncio.sleep(0.005 * 2**attempt)
+        raise DatabaseError("unreachable")  # pragma: no cover
 
     async def _flush(self, batch: _Batch) -> bool:
-        starts = batch.starts
-
-        async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            rows: list[asyncpg.Record] = []
-            if starts:
-                rows = await conn.fetch(
-                    START,
-                    [s[0] for s in starts],
-                    [s[1] for s in starts],
-                    [s[2] for s in starts],
-                    self.worker_id,
-                )
-            for kind in _ORDER:
-                if batch.writes[kind]:
-                    await conn.executemany(_SQL[kind], batch.writes[kind])
-            return rows
-
+        ids: list[UUID] = []
+        tokens: list[str] = []
+        kinds: list[str] = []
+        ats: list[datetime] = []
+        results: list[str | None] = []
+        errors: list[str | None] = []
+        run_afters: list[datetime | None] = []
+        for (row_id, token), (at, _) in batch.starts.items():
+            ids.append(row_id)
+            tokens.append(token)
+            kinds.append(START)
+            ats.append(at)
+            results.append(None)
+            errors.append(None)
+            run_afters.append(None)
+        for (row_id, token), (kind, at, result, error, run_after) in batch.writes.items():
+            ids.append(row_id)
+            tokens.append(token)
+            kinds.append(kind)
+            ats.append(at)
+            results.append(result)
+            errors.append(error)
+            run_afters.append(run_after)
         try:
-            rows = await self.db.transaction(work)
-        except (asyncpg.PostgresError, DatabaseError, OSError) as exc:
+            rows = await self._execute(
+                [ids, tokens, kinds, ats, results, errors, run_afters, self.worker_id]
+            )
+        except (asyncpg.PostgresError, DatabaseError, *_CONNECTION_ERRORS) as exc:
             metrics.MIRROR_FLUSH_ERRORS.inc()
             log.warning("mirror: writing %d transition(s) failed: %s", batch.size(), exc)
-            error = DatabaseError(f"mirror write failed: {exc}")
-            for *_, future in starts:
+            failure = DatabaseError(f"mirror write failed: {exc}")
+            for _, future in batch.starts.values():
                 if not future.done():
-                    future.set_exception(error)
-            batch.starts = []
+                    future.set_exception(failure)
+            batch.starts = {}
             return False
         self.flushes += 1
         metrics.MIRROR_BATCH.observe(batch.size())
-        claimed = {}
+        if not batch.starts:
+            return True
+        claimed: dict[tuple[UUID, str], Job] = {}
         for row in rows:
-            job = Job.from_row(row)
-            claimed[(job.id, job.dispatch_token)] = job
-        for row_id, token, _, future in starts:
+            if row["kind"] == START:
+                claimed[(row["id"], row["token"])] = self._job(row)
+        for key, (_, future) in batch.starts.items():
             if not future.done():
-                future.set_result(claimed.get((row_id, token)))
+                future.set_result(claimed.get(key))
         return True
+
+    def _job(self, row: asyncpg.Record) -> Job:
+        """The claimed row as a Job (values straight from the database: no re-validation)."""
+        at = row["started_at"]
+        return Job.model_construct(
+            id=row["id"],
+            job_type=row["job_type"],
+            payload=_json(row["payload"]) or {},
+            status=JobStatus.RUNNING,
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            run_after=row["run_after"],
+            unique_key=row["unique_key"],
+            dispatch_token=row["token"],
+            last_error=row["last_error"],
+            result=_json(row["result"]),
+            worker_id=self.worker_id,
+            heartbeat_at=at,
+            created_at=row["created_at"],
+            started_at=at,
+            updated_at=at,
+            finished_at=row["finished_at"],
+        )

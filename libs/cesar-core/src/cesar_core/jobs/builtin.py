@@ -7,6 +7,7 @@ the ``cesar.jobs`` entry points; the API needs only the specs to validate what i
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,6 +33,19 @@ __all__ = [
 MATERIALIZED_VIEWS = ("mv_sync_lag", "mv_job_queue_backlog", "mv_ingestion_errors")
 # Tables sync.supabase may copy, in dependency order (parents first).
 SYNCABLE_TABLES = ("agents", "workflow_templates", "workflow_executions", "financial_data")
+
+
+def _has_password(url: str) -> bool:
+    """A password in a URL (``user:secret@``, ``?password=``) or in a key=value DSN."""
+    if "://" not in url:
+        return "password" in url.lower()
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # malformed netloc: refuse anything that could hide one
+        return "@" in url or "password" in url.lower()
+    query = {k.lower() for k in parse_qs(parts.query, keep_blank_values=True)}
+    return bool(password) or "password" in query
 
 
 class _Payload(BaseModel):
@@ -73,10 +87,23 @@ class FinancialIngestPayload(_Payload):
 class SupabaseSyncPayload(_Payload):
     tables: list[str] | None = None
     target_url: str | None = Field(
-        default=None, description="overrides SUPABASE_DB_URL; prefer the setting (stored in job)"
+        default=None,
+        description="overrides SUPABASE_DB_URL; stored in job_queue.payload, so it may not "
+        "carry a password (use SUPABASE_DB_URL, or a password file / PGPASSFILE)",
     )
     batch_size: int = Field(default=500, ge=1, le=10_000)
     max_batches: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("target_url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        """The payload is stored in ``job_queue`` and shown by the API: no secrets in it."""
+        if url is not None and _has_password(url):
+            raise ValueError(
+                "target_url must not contain a password (the payload is stored in job_queue "
+                "and shown by the API); set SUPABASE_DB_URL instead"
+            )
+        return url
 
     @field_validator("tables")
     @classmethod
