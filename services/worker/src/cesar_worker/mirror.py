@@ -72,7 +72,7 @@ _FINAL_KINDS = (SUCCEED, RETRY, FAIL, INTERRUPT)
 # One statement per flush. v.kind selects what each element does; every element is a
 # compare-and-set on (id, dispatch_token, expected status). Columns a kind does not touch
 # keep their value, so a heartbeat leaves the indexed columns alone (a HOT update).
-# The claimed rows come back with the columns of a Job (the other kinds return only ids).
+# The claimed rows come back with the columns of a Job (the other kinds with NULLs).
 FLUSH = """
 UPDATE job_queue AS j SET
     status = CASE v.kind WHEN 'start' THEN 'running' WHEN 'succeed' THEN 'succeeded'
@@ -101,11 +101,15 @@ WHERE j.id = v.id AND j.dispatch_token = v.token
 RETURNING v.kind, j.id, v.token,
     CASE WHEN v.kind = 'start' THEN j.job_type END AS job_type,
     CASE WHEN v.kind = 'start' THEN j.payload END AS payload,
-    j.attempts, j.max_attempts, j.run_after,
+    CASE WHEN v.kind = 'start' THEN j.attempts END AS attempts,
+    CASE WHEN v.kind = 'start' THEN j.max_attempts END AS max_attempts,
+    CASE WHEN v.kind = 'start' THEN j.run_after END AS run_after,
     CASE WHEN v.kind = 'start' THEN j.unique_key END AS unique_key,
     CASE WHEN v.kind = 'start' THEN j.last_error END AS last_error,
     CASE WHEN v.kind = 'start' THEN j.result END AS result,
-    j.created_at, j.started_at, j.finished_at
+    CASE WHEN v.kind = 'start' THEN j.created_at END AS created_at,
+    CASE WHEN v.kind = 'start' THEN j.started_at END AS started_at,
+    CASE WHEN v.kind = 'start' THEN j.finished_at END AS finished_at
 """
 
 # (kind, at, result json, error, run_after) per (row id, token)
