@@ -107,6 +107,11 @@ NOTES = [
     "`SELECT 1` app. On 2 cores shared by the app, PostgreSQL, wrk and other work, that ratio "
     "is what the numbers show.",
     "",
+    "Noise: this machine is shared (see the load averages). Across runs on the same day the "
+    "`/livez` ratio ranged from 67% to 94% while the API's CPU per `/livez` request stayed "
+    "at 0.075-0.08 ms, before and after the listing change; and the WebSocket p99 ranged from "
+    "165 ms to 924 ms with the fan-out code unchanged. Read single runs with that in mind.",
+    "",
 ]
 
 # -- helpers ---------------------------------------------------------------------------------------
