@@ -90,3 +90,29 @@ async def test_cockroach_style_url_is_accepted(database_url: str) -> None:
         assert await database.ping() >= 0
     finally:
         await database.close()
+
+
+async def test_released_connection_never_carries_an_open_transaction(database_url: str) -> None:
+    db = await Database.open(database_url, min_size=1, max_size=1)  # one connection, reused
+    try:
+        async with db.connection() as conn:
+            await conn.execute("CREATE TABLE leak (id INT8 PRIMARY KEY)")
+        async with db.connection() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO leak VALUES (1)")
+        # the pool rolled the unfinished transaction back on release
+        async with db.connection() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM leak") == 0
+    finally:
+        await db.close()
+
+
+async def test_set_local_does_not_outlive_its_transaction(db: Database) -> None:
+    async def work(conn: asyncpg.Connection) -> str:
+        await conn.execute("SET LOCAL statement_timeout = '1234ms'")
+        return str(await conn.fetchval("SHOW statement_timeout"))
+
+    assert await db.transaction(work) == "1234ms"
+    async with db.connection() as conn:
+        assert await conn.fetchval("SHOW statement_timeout") == "0"

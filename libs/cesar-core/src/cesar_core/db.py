@@ -97,6 +97,13 @@ async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
         raise DatabaseUnavailable(f"{redact_url(url)} refused the connection: {exc}") from exc
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook: nothing to reset. asyncpg still rolls back an open transaction; the
+    default ``RESET ALL; UNLISTEN *; ...`` round trip on every release is skipped because our
+    code keeps no session state (``SET LOCAL`` only, no LISTEN, no advisory locks: DESIGN.md
+    section 4), and CockroachDB's reset would not undo a ``SET`` anyway."""
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
@@ -126,6 +133,7 @@ class Database:
                 max_size=max_size,
                 timeout=timeout,
                 command_timeout=command_timeout,
+                reset=_keep_session,
             )
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"cannot reach {redact_url(url)}: {_reason(exc)}") from exc
