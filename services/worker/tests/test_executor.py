@@ -49,6 +49,16 @@ async def gated(ctx: Any, payload: Gated) -> str:
     return f"done by {ctx.worker_id}"
 
 
+class Nul(BaseModel):
+    fail: bool = False
+
+
+async def nul(ctx: Any, payload: Nul) -> dict[str, Any]:
+    if payload.fail:
+        raise RuntimeError("bad\x00byte")
+    return {"text": "a\x00b"}
+
+
 @pytest.fixture
 def registry() -> JobRegistry:
     from cesar_core.jobs import load_registry
@@ -56,6 +66,7 @@ def registry() -> JobRegistry:
     reg = load_registry()
     reg.register(JobType(JobSpec("test.flaky", Flaky, timeout_seconds=0.5), flaky))
     reg.register(JobType(JobSpec("test.gated", Gated, timeout_seconds=60), gated))
+    reg.register(JobType(JobSpec("test.nul", Nul, timeout_seconds=5), nul))
     return reg
 
 
@@ -294,3 +305,21 @@ async def _until_status(queue: JobQueue, job_id: UUID, status: JobStatus) -> Non
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"job never reached {status}")
+
+
+async def test_nul_characters_do_not_poison_the_mirror(runtime: WorkerRuntime) -> None:
+    """PostgreSQL refuses U+0000; such a result or error must not block the batch it is in."""
+    ok = await runtime.queue.enqueue("test.nul", {})
+    bad = await runtime.queue.enqueue("test.nul", {"fail": True}, max_attempts=1)
+    plain = await runtime.queue.enqueue("maintenance.noop", {})
+    ids = []
+    for j in (ok, bad, plain):
+        ids.append(arq_job_id(j.id, (await runtime.queue.get(j.id)).dispatch_token or ""))
+    # delivered together, so the three claims and outcomes share mirror statements
+    outcomes = await asyncio.gather(*(runtime.executor.run(i) for i in ids))
+    await runtime.mirror.drain()
+    assert outcomes == ["succeeded", "failed", "succeeded"]
+    assert (await runtime.queue.get(ok.id)).result == {"text": "a\ufffdb"}
+    failed = await runtime.queue.get(bad.id)
+    assert failed.status == JobStatus.FAILED and failed.last_error == "RuntimeError: bad\ufffdbyte"
+    assert (await runtime.queue.get(plain.id)).status == JobStatus.SUCCEEDED

@@ -1,7 +1,10 @@
 """The job wrapper: what the worker does with each arq delivery ``<row id>:<token>``.
 
 1. Claim the row (``running``, attempts + 1) through the mirror and wait for it: a stale,
-   cancelled or already finished delivery is refused here and nothing runs.
+   cancelled or already finished delivery is refused here and nothing runs. The claim joins
+   the claims of the other jobs arq starts meanwhile in one statement (see
+   :mod:`cesar_worker.mirror`); when every job slot is taken (``inflight`` = ``max_jobs``) no
+   other claim can come, so it is written at once.
 2. Validate the payload against the job type's model; unknown types and bad payloads fail
    at once (another attempt cannot help), as does :class:`PermanentJobError`.
 3. Run the function under the type's timeout; a timeout is a failed attempt.
@@ -9,7 +12,14 @@
    (backoff doubled per attempt, with jitter, capped) or ``failed`` once attempts run out.
 
 The wrapper never raises into arq (arq keeps no result and never retries on its own); the
-only exception is cancellation at shutdown, recorded as an interrupted attempt.
+only exception is cancellation at shutdown, recorded as an interrupted attempt. While the
+worker drains (``draining``, set at SIGTERM) ``cesar_worker.main.run_job`` hands new
+deliveries back to arq before they reach the wrapper.
+
+Per job the wrapper costs little on purpose (it runs thousands of times a second): the
+claimed row becomes a Job without re-validation (the values come from the database), the
+payload is validated once against the type's model, nothing is logged unless something
+fails, and a ``None`` result is written as ``null`` without a JSON round trip.
 """
 
 from __future__ import annotations
@@ -50,7 +60,9 @@ def bounded_result(result: Any, max_bytes: int) -> str:
         return "null"
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")
-    text = json.dumps(result, default=str)
+    # PostgreSQL refuses U+0000 in JSONB and TEXT; one such value would fail the mirror's
+    # whole statement again and again, so it is replaced here
+    text = json.dumps(result, default=str).replace("\\u0000", "\\ufffd")
     if len(text.encode()) <= max_bytes:
         return text
     return json.dumps({"truncated": True, "bytes": len(text.encode()), "preview": text[:1000]})
@@ -58,7 +70,7 @@ def bounded_result(result: Any, max_bytes: int) -> str:
 
 def _error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:MAX_ERROR_CHARS]
+    return text[:MAX_ERROR_CHARS].replace("\x00", "\ufffd")
 
 
 class Executor:
