@@ -27,7 +27,7 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from cesar_ollama_proxy.errors import RateLimited
 
@@ -158,6 +158,8 @@ class RateLimiter:
         if self._redis is None or self._scripted is None:
             return await self._admit_slowly(client, cache_key, model)
         model_items = self.model_limits if model is not None else []
+        if cache_key is None and not self.client_limits and not model_items:
+            return Admission()  # nothing to ask Redis
         keys: list[str] = []
         args: list[str] = [repr(time.time()), self._scripted,
                                  str(len(self.client_limits)), str(len(model_items)),
@@ -192,9 +194,7 @@ class RateLimiter:
             self._admit_sha = str(await self._redis.script_load(_ADMIT_LUA))
         try:
             reply = await self._redis.evalsha(self._admit_sha, len(keys), *keys, *args)  # type: ignore[misc]
-        except RedisError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
+        except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again
             self._admit_sha = str(await self._redis.script_load(_ADMIT_LUA))
             reply = await self._redis.evalsha(self._admit_sha, len(keys), *keys, *args)  # type: ignore[misc]
         return list(reply)
