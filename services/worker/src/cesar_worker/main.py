@@ -131,6 +131,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     await runtime.start()
     ctx[RUNTIME_KEY] = runtime
     ctx["cesar_owned"] = True
+    quiet_arq_job_lines(config.log_level)
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -299,20 +300,17 @@ async def _close_quietly(worker: Worker) -> None:
         log.debug("closing the arq worker: %s", exc)
 
 
-class _ArqJobLines(logging.Filter):
-    """Drops arq's two INFO lines per job ("0.01s → id:token cesar.job()", "... ←"): at
-    thousands of jobs a second they cost more than the job, and ``job_queue`` plus the
-    metrics already record every attempt. arq's start, shutdown and warning lines stay."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.INFO or not str(record.msg).startswith("%6.2fs")
-
-
 def quiet_arq_job_lines(level: str) -> None:
-    """Install :class:`_ArqJobLines` on arq's worker logger unless LOG_LEVEL is DEBUG."""
-    arq_log = logging.getLogger("arq.worker")
-    if level.upper() != "DEBUG" and not any(isinstance(f, _ArqJobLines) for f in arq_log.filters):
-        arq_log.addFilter(_ArqJobLines())
+    """arq's worker logger at WARNING unless LOG_LEVEL is DEBUG.
+
+    arq logs two INFO lines per job ("0.01s → id:token cesar.job()", "... ←"); at thousands of
+    jobs a second building those records costs more than the job, and ``job_queue`` plus the
+    metrics already record every attempt. A level (not a filter) keeps arq from building them
+    at all. Start and stop are logged by :mod:`cesar_worker` itself; arq's warnings and errors
+    stay.
+    """
+    if level.upper() != "DEBUG":
+        logging.getLogger("arq.worker").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
