@@ -41,7 +41,16 @@ SCENARIOS = (
     (0.02, 100, 300, 20),
 )  # fmt: skip
 PATHS = ("direct", "proxy_miss", "proxy_hit")
-METRICS = ("p50_ms", "p99_ms", "mean_ms", "requests_per_s")
+METRICS = ("p50_ms", "p99_ms", "mean_ms", "requests_per_s", "proxy_cpu_us", "upstream_cpu_us")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -65,18 +74,28 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    url: str, body: Callable[[int], dict[str, Any]], sequential: int, concurrent: int, warmup: int
+    url: str,
+    body: Callable[[int], dict[str, Any]],
+    sequential: int,
+    concurrent: int,
+    warmup: int,
+    pids: tuple[int, int],
 ) -> dict[str, float]:
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
         for i in range(warmup):
             (await http.post("/api/generate", json=body(-1 - i))).raise_for_status()
         latencies: list[float] = []
+        cpu_before = [_cpu_seconds(pid) for pid in pids]
         for i in range(sequential):
             started = time.perf_counter()
             resp = await http.post("/api/generate", json=body(i))
             latencies.append((time.perf_counter() - started) * 1000)
             resp.raise_for_status()
+        cpu = [
+            (_cpu_seconds(pid) - c) / sequential * 1e6
+            for pid, c in zip(pids, cpu_before, strict=True)
+        ]
         counter = iter(range(sequential, sequential + concurrent))
 
         async def worker() -> None:
@@ -91,6 +110,10 @@ async def _measure(
         "p99_ms": round(_percentile(latencies, 0.99), 3),
         "mean_ms": round(statistics.fmean(latencies), 3),
         "requests_per_s": round(concurrent / elapsed, 1),
+        # CPU time per sequential request of the proxy and of the fake upstream processes:
+        # less sensitive to other load on the machine than wall-clock latency
+        "proxy_cpu_us": round(cpu[0]),
+        "upstream_cpu_us": round(cpu[1]),
     }
 
 
@@ -144,7 +167,9 @@ def _scenario(delay: float, sequential: int, concurrent: int, warmup: int) -> di
                 offset += 1
                 url, body = targets[name]
                 rounds[name].append(
-                    asyncio.run(_measure(url, body, sequential, concurrent, warmup))
+                    asyncio.run(
+                        _measure(url, body, sequential, concurrent, warmup, (proxy.pid, fake.pid))
+                    )
                 )
     finally:
         for proc in (proxy, fake):
@@ -198,7 +223,9 @@ def main(results_dir: Path) -> None:
         f"Small non-streamed `/api/generate` (5 tokens). {ROUNDS} rounds, the three paths "
         "interleaved (order rotated each round); each number is the median over rounds. "
         f"Latency: requests one at a time; throughput: {CONCURRENCY} in flight. "
-        "Client, fake upstream, proxy and Redis share the machine.",
+        "Client, fake upstream, proxy and Redis share the machine (and other people's work: "
+        "see the load averages); CPU µs/req is the process's CPU time per sequential request "
+        "(/proc, 10 ms ticks), steadier than latency under such load.",
     ]
     for s in scenarios:
         delay_ms = s["upstream_delay_s"] * 1000
@@ -215,13 +242,14 @@ def main(results_dir: Path) -> None:
             f"requests per path and round. Load average (1/5/15 min) before "
             f"{s['loadavg_before']}, after {s['loadavg_after']}.",
             "",
-            "| path | p50 ms | p99 ms | mean ms | requests/s |",
-            "|---|---:|---:|---:|---:|",
+            "| path | p50 ms | p99 ms | mean ms | requests/s | proxy CPU µs/req "
+            "| upstream CPU µs/req |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for name, row in s["results"].items():
             lines.append(
                 f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['mean_ms']} "
-                f"| {row['requests_per_s']} |"
+                f"| {row['requests_per_s']} | {row['proxy_cpu_us']} | {row['upstream_cpu_us']} |"
             )
         sm = s["summary"]
         lines += [
