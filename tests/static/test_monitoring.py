@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
@@ -180,3 +182,32 @@ def test_dashboard_provider_loads_the_mounted_folder(repo: Path) -> None:
     (provider,) = yaml.safe_load(path.read_text())["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def _exported_metric_names() -> set[str]:
+    """Metric names our services declare (prometheus_client adds _total/_bucket/... suffixes)."""
+    names: set[str] = set()
+    pattern = re.compile(r"(?:Counter|Gauge|Histogram|Summary)\(\s*[\"'](cesar_[a-z0-9_]+)[\"']")
+    for source in (REPO / "services").glob("*/src/**/*.py"):
+        names.update(pattern.findall(source.read_text()))
+    for source in (REPO / "libs").glob("*/src/**/*.py"):
+        names.update(pattern.findall(source.read_text()))
+    return names
+
+
+def test_every_metric_the_alerts_and_dashboard_use_is_exported() -> None:
+    exported = _exported_metric_names()
+    suffixes = ("_total", "_bucket", "_sum", "_count", "_created")
+    used = set(
+        re.findall(
+            r"\b(cesar_[a-z0-9_]+)",
+            (REPO / "deploy/prometheus/alerts.yml").read_text()
+            + (REPO / "deploy/grafana/dashboards/cesar.json").read_text(),
+        )
+    )
+    missing = set()
+    for name in used:
+        bases = {name} | {name.removesuffix(s) for s in suffixes if name.endswith(s)}
+        if not bases & exported:
+            missing.add(name)
+    assert not missing, f"alerts or dashboard use metrics no service exports: {sorted(missing)}"

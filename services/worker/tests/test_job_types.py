@@ -267,3 +267,27 @@ async def test_failure_alert_posts_webhook_once(
     assert (await rt.alerts.run_once())["alerted"] is False  # announced once
     clock.advance(minutes=16)
     assert (await rt.alerts.run_once())["failed"] == 0
+
+
+async def test_refresh_publishes_lag_and_ingestion_errors(db: Database) -> None:
+    from cesar_worker import metrics
+    from cesar_worker.duties import refresh_views
+
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO sync_status (system_name, status, last_success_at) "
+            "VALUES ('supabase', 'lagging', now() - INTERVAL '10 minutes')"
+        )
+        await conn.execute(
+            "INSERT INTO ingestion_log (source, status, rows_total, rows_ok, rows_failed) "
+            "VALUES ('upload', 'partial', 20, 8, 12)"
+        )
+    await refresh_views(db)
+    assert metrics.SYNC_LAG.labels("supabase")._value.get() >= 600
+    assert metrics.INGESTION_ERRORS.labels("upload")._value.get() == 12
+    async with db.connection() as conn:
+        samples = await conn.fetch(
+            "SELECT component, metric_value FROM system_metrics "
+            "WHERE metric_name = 'sync_lag_seconds'"
+        )
+    assert [(r["component"], r["metric_value"] >= 600) for r in samples] == [("supabase", True)]

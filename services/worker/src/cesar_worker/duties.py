@@ -59,8 +59,29 @@ async def record_worker_heartbeat(
     await db.transaction(work)
 
 
+# One sample per system and refresh, so the dashboard can chart lag over time.
+RECORD_SYNC_LAG = """
+INSERT INTO system_metrics (component, metric_name, metric_value, unit)
+SELECT system_name, 'sync_lag_seconds', lag_seconds, 's'
+FROM mv_sync_lag WHERE lag_seconds IS NOT NULL
+RETURNING component, metric_value
+"""
+INGESTION_ERRORS = "SELECT source, rows_failed FROM mv_ingestion_errors"
+
+
 async def refresh_views(db: Database) -> dict[str, float]:
+    """Refresh the views, then publish what the alert rules watch: sync lag per system (as a
+    gauge and a ``system_metrics`` sample) and failed ingestion rows per source."""
     timings = await refresh_materialized_views(db)
+    lags = await db.transaction(lambda conn: conn.fetch(RECORD_SYNC_LAG))
+    async with db.connection() as conn:
+        errors = await conn.fetch(INGESTION_ERRORS)
+    metrics.SYNC_LAG.clear()
+    for row in lags:
+        metrics.SYNC_LAG.labels(row["component"]).set(row["metric_value"])
+    metrics.INGESTION_ERRORS.clear()
+    for row in errors:
+        metrics.INGESTION_ERRORS.labels(row["source"]).set(row["rows_failed"])
     log.info("refreshed materialized views", extra={"timings_ms": timings})
     return timings
 

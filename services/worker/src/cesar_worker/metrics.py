@@ -56,6 +56,12 @@ MIRROR_FLUSH_ERRORS = Counter("cesar_mirror_flush_errors", "Mirror transactions 
 RECENT_FAILURES = Gauge(
     "cesar_jobs_failed_recent", "Jobs that ended failed within the alert window (15 minutes)"
 )
+SYNC_LAG = Gauge(
+    "cesar_sync_lag_seconds", "Seconds since each synced system's last success", ["system"]
+)
+INGESTION_ERRORS = Gauge(
+    "cesar_ingestion_errors", "Rows that failed ingestion in the last 24 hours", ["source"]
+)
 ALERTS_SENT = Counter("cesar_job_alerts", "Failure alerts by delivery outcome", ["outcome"])
 CRON_RUNS = Counter("cesar_cron_runs", "Cron duty runs by duty and outcome", ["duty", "outcome"])
 REDIS_RECONNECTS = Counter("cesar_worker_redis_reconnects", "Times the arq loop was restarted")
