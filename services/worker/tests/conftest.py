@@ -46,9 +46,14 @@ def queue_name(redis_prefix: str) -> str:
 
 
 @pytest.fixture
-def worker_env(database_url: str, redis_url: str, queue_name: str) -> dict[str, str]:
+def worker_env(
+    database_url: str, redis_url: str, queue_name: str, tmp_path: Path
+) -> dict[str, str]:
     """Environment for a worker process (fast timings so faults resolve in seconds)."""
+    ingest_dir = tmp_path / "ingest"
+    ingest_dir.mkdir()
     return {
+        "INGEST_BASE_DIR": str(ingest_dir),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "JOB_QUEUE_NAME": queue_name,

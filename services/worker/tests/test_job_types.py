@@ -15,6 +15,7 @@ from cesar_core.db import Database, connect
 from cesar_core.jobs import JobStatus
 from cesar_core.jobs.dispatch import arq_job_id
 from cesar_core.testing import database_named, drop_database
+from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
 from pydantic import SecretStr
 
@@ -168,13 +169,15 @@ async def test_financial_ingest_with_bad_rows(rt: WorkerRuntime, db: Database) -
     assert [e["row"] for e in errors] == [2, 3, 4]
     assert "below low" in errors[0]["error"] and "symbol" in errors[1]["error"]
     # a JSON file upserts the same bar again (ON CONFLICT DO UPDATE)
-    path = Path(rt.config.ingest_base_dir or "/tmp") / f"bars-{uuid.uuid4().hex}.json"
+    assert rt.config.ingest_base_dir
+    path = Path(rt.config.ingest_base_dir) / f"bars-{uuid.uuid4().hex}.json"
     path.write_text(json.dumps([{"symbol": "ACME", "ts": "2024-01-02", "close": 9}]))
-    try:
-        job2 = await rt.queue.enqueue("ingest.financial", {"path": str(path)})
-        assert await run(rt, job2.id) == "succeeded"
-    finally:
-        path.unlink()
+    job2 = await rt.queue.enqueue("ingest.financial", {"path": path.name})
+    assert await run(rt, job2.id) == "succeeded"
+    # nothing outside INGEST_BASE_DIR can be read
+    escape = await rt.queue.enqueue("ingest.financial", {"path": "../../../../etc/passwd"})
+    assert await run(rt, escape.id) == "failed"
+    assert "outside INGEST_BASE_DIR" in (await rt.queue.get(escape.id)).last_error
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT COUNT(*) FROM financial_data") == 2
         assert float(await conn.fetchval("SELECT MIN(close) FROM financial_data")) == 1.7
@@ -291,3 +294,13 @@ async def test_refresh_publishes_lag_and_ingestion_errors(db: Database) -> None:
             "WHERE metric_name = 'sync_lag_seconds'"
         )
     assert [(r["component"], r["metric_value"] >= 600) for r in samples] == [("supabase", True)]
+
+
+def test_file_ingestion_is_off_without_a_base_dir(config: WorkerConfig) -> None:
+    from cesar_core.jobs import PermanentJobError
+    from cesar_core.jobs.builtin import FinancialIngestPayload
+    from cesar_worker.jobs.financial import _read_input
+
+    no_dir = config.model_copy(update={"ingest_base_dir": None})
+    with pytest.raises(PermanentJobError, match="set INGEST_BASE_DIR"):
+        _read_input(FinancialIngestPayload(path="/etc/passwd"), no_dir)

@@ -147,12 +147,16 @@ def validate_row(row: dict[str, Any], payload: FinancialIngestPayload) -> Bar:
 
 def _read_input(payload: FinancialIngestPayload, config: WorkerConfig) -> tuple[str, str]:
     if payload.path is not None:
-        path = Path(payload.path)
-        if config.ingest_base_dir:
-            base = Path(config.ingest_base_dir).resolve()
-            path = (base / path).resolve()
-            if not path.is_relative_to(base):
-                raise PermanentJobError(f"path {payload.path} is outside INGEST_BASE_DIR")
+        if not config.ingest_base_dir:
+            # A path from an API caller must never open the worker's whole filesystem.
+            raise PermanentJobError(
+                "file ingestion is disabled: set INGEST_BASE_DIR on the worker, "
+                "or send the data in the payload"
+            )
+        base = Path(config.ingest_base_dir).resolve()
+        path = (base / payload.path).resolve()
+        if not path.is_relative_to(base):
+            raise PermanentJobError(f"path {payload.path} is outside INGEST_BASE_DIR")
         try:
             text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
