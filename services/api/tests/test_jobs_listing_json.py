@@ -1,7 +1,8 @@
 """The jobs listing's fast path (JSON built by the database) against the model path (rows ->
 ``Job`` models -> pydantic JSON): the same value, the same key order, the same cursor, for
 awkward rows (unicode, escapes, nested objects, nulls, timestamps with and without
-microseconds) and for every filter."""
+microseconds) and for every filter; and the same bytes wherever the database's JSONB printing
+cannot differ (compact payloads/results)."""
 
 from __future__ import annotations
 
@@ -160,6 +161,40 @@ async def test_fast_path_bytes_differ_only_inside_json_columns(db: Database) -> 
     assert any(s.endswith(":07Z") for s in stamps)  # whole seconds: no fraction
     assert all(s.endswith("Z") for s in stamps)
     assert any("." in s for s in stamps)
+
+
+async def test_fast_path_bytes_equal_model_bytes_when_json_columns_are_compact(
+    db: Database,
+) -> None:
+    """Payloads and results whose JSONB text is already compact (``{}``, scalars, ``null``):
+    then the whole page is byte for byte what pydantic writes (escapes of control characters,
+    raw non-ASCII, timestamps in any zone written as UTC with ``Z``, fraction only when
+    non-zero, key order, separators)."""
+    results: list[Any] = [None, 42, 'just a string \u2603 "q" \\ \u0001', True, {}, [], -0.5]
+    texts = [
+        '\u0001\u001f\u007f\u2028\u2029 \U0001f680 caf\u00e9 </script> \\ "q"',
+        "\n\t\r\b\f",
+    ]
+    async with db.connection() as conn:
+        for i in range(14):
+            row = list(_row(i))
+            row[2] = "{}"
+            row[7] = f"key-{i}-{texts[i % 2]}" if i % 4 == 1 else None
+            row[9] = texts[i % 2] if i % 3 == 0 else None
+            row[10] = json.dumps(results[i % len(results)]) if i % 2 == 0 else None
+            await conn.execute(INSERT, *row)
+        args: dict[str, Any] = dict.fromkeys(
+            ("status", "job_type", "created_after", "created_before", "search", "before")
+        )
+        for limit in (1, 5, 50):
+            jobs = await list_jobs(conn, limit=limit, **args)
+            fast = await list_jobs_json(conn, limit=limit, **args)
+            model = _JOBS.dump_json(jobs, exclude={"__all__": {"dispatch_token"}})
+            assert fast.items_array() == model
+            assert fast.count == len(jobs)
+            assert fast.last == (jobs[-1].created_at, jobs[-1].id)
+        empty = await list_jobs_json(conn, limit=50, **{**args, "status": "failed"})
+        assert (empty.items_array(), empty.count, empty.last) == (b"[]", 0, None)
 
 
 async def test_listing_endpoint_serves_the_fast_path(
