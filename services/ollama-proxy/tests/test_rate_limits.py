@@ -1,4 +1,7 @@
-"""Rate limits per client key and per model, shared through Redis."""
+"""Rate limits per client key and per model, shared through Redis.
+
+The windows are clock-aligned fixed windows (``cesar_core.ratelimit``); the tests use hourly
+limits so a window boundary practically never falls inside a test."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ MODEL = "llama3.2:1b"
 
 
 async def test_client_limit_is_429_in_ollama_shape_with_retry_after(start_proxy) -> None:
-    async with start_proxy(PROXY_RATE_LIMIT_CLIENT="3/minute") as running:
+    async with start_proxy(PROXY_RATE_LIMIT_CLIENT="3/hour") as running:
         async with running.client(headers={"Authorization": "Bearer alice"}) as alice:
             statuses = [(await alice.get("/api/tags")).status_code for _ in range(3)]
             refused = await alice.post("/api/generate", json={"model": MODEL, "prompt": "x"})
@@ -33,7 +36,7 @@ async def test_client_limit_is_429_in_ollama_shape_with_retry_after(start_proxy)
     assert statuses == [200, 200, 200]
     assert refused.status_code == 429
     assert refused.json()["error"].startswith("rate limit exceeded for this client")
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
     assert v1.status_code == 429 and "rate limit exceeded" in v1.json()["error"]["message"]
     assert other.status_code == 200  # a different bearer token is a different client
     assert raised.value.status_code == 429
@@ -50,7 +53,7 @@ async def test_model_limit_counts_upstream_work_not_cache_hits(
         return bool([k async for k in redis.scan_iter(match=f"{redis_prefix}cache:*")])
 
     async with (
-        start_proxy(PROXY_RATE_LIMIT_MODEL="2/minute") as running,
+        start_proxy(PROXY_RATE_LIMIT_MODEL="2/hour") as running,
         running.client() as http,
     ):
         first = await http.post("/api/generate", json=body)
@@ -108,7 +111,7 @@ async def test_limits_are_shared_by_two_proxy_processes(
         "OLLAMA_URL": fake_process,
         "REDIS_URL": redis_url,
         "PROXY_REDIS_PREFIX": redis_prefix,
-        "PROXY_RATE_LIMIT_CLIENT": "5/minute",
+        "PROXY_RATE_LIMIT_CLIENT": "5/hour",
         "PROXY_RATE_LIMIT_MODEL": "",
         "PROXY_HOST": "127.0.0.1",
         "LOG_JSON": "false",
@@ -145,10 +148,3 @@ async def test_limits_are_shared_by_two_proxy_processes(
     assert raised.value.status_code == 429
     # a clean shutdown on SIGTERM (uvicorn re-raises the signal once it has finished)
     assert all(proc.returncode in (0, -15) for proc in procs)
-
-
-async def test_fixed_window_strategy(start_proxy) -> None:
-    limits = {"PROXY_RATE_LIMIT_CLIENT": "2/minute", "PROXY_RATE_LIMIT_STRATEGY": "fixed-window"}
-    async with start_proxy(**limits) as running, running.client() as http:
-        statuses = [(await http.get("/api/tags")).status_code for _ in range(3)]
-    assert statuses == [200, 200, 429]

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from cesar_core.jobs import JobRegistry, load_registry
+from cesar_core.ratelimit import LeasedLimiter, parse_limits
 from cesar_core.redis import create_redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,7 +21,6 @@ from cesar_api.errors import ErrorResponse, install_error_handlers
 from cesar_api.event_hub import EventHub
 from cesar_api.metrics import ApiMetrics
 from cesar_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from cesar_api.ratelimit import RateLimits
 from cesar_api.resources import Resources
 from cesar_api.routes import (
     agents,
@@ -79,13 +79,17 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             max_delay=settings.db_connect_max_delay,
         )
         redis = create_redis(settings.redis_url.get_secret_value())
-        limits = RateLimits(
-            settings.redis_url.get_secret_value(),
-            per_key=settings.rate_limit_per_key,
-            per_address=settings.rate_limit_per_address,
+        # its own client with short timeouts: a slow Redis delays a request by at most ~1 s
+        limits_redis = create_redis(settings.redis_url.get_secret_value(), timeout=1.0)
+        enabled = settings.rate_limit_enabled
+        limits = LeasedLimiter(
+            limits_redis,
             prefix=settings.rate_limit_prefix,
-            metrics=metrics,
-            enabled=settings.rate_limit_enabled,
+            limits={
+                "key": parse_limits(settings.rate_limit_per_key) if enabled else [],
+                "address": parse_limits(settings.rate_limit_per_address) if enabled else [],
+            },
+            on_error=lambda _exc: metrics.rate_limit_errors.inc(),
         )
         hub = EventHub(
             redis,
@@ -118,7 +122,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             yield
         finally:
             await hub.close()
-            await limits.close()
+            await limits_redis.aclose()
             await redis.aclose()
             await holder.close()
 

@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cesar_api.auth import Principal
-from cesar_api.errors import Unauthorized
+from cesar_api.errors import RateLimited, Unauthorized
 from cesar_api.event_hub import EventHub
 from cesar_api.metrics import ApiMetrics
 from cesar_api.resources import Resources
@@ -33,6 +33,7 @@ __all__ = [
     "SettingsDep",
     "WriteKey",
     "client_address",
+    "enforce_rate_limit",
 ]
 
 _bearer = HTTPBearer(
@@ -83,6 +84,23 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+_LIMITED = {"key": "API key", "address": "client address"}
+
+
+async def enforce_rate_limit(resources: Resources, scope: str, identity: str) -> None:
+    """Spend one request of ``identity``'s budget (scope ``key`` or ``address``); 429 when
+    it is spent (``cesar_core.ratelimit``: fixed windows, leased from Redis, fail open)."""
+    refusal = await resources.limits.acquire(scope, identity)
+    if refusal is None:
+        return
+    resources.metrics.rate_limited.labels(scope).inc()
+    raise RateLimited(
+        f"rate limit of {refusal.limit} per {_LIMITED[scope]} exceeded; "
+        f"retry in {refusal.retry_after}s",
+        refusal.retry_after,
+    )
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -98,26 +116,26 @@ async def _principal(
 async def require_read(
     request: Request, resources: ResourcesDep, credentials: Credentials
 ) -> Principal | None:
-    await resources.limits.check_address(client_address(request))
+    await enforce_rate_limit(resources, "address", client_address(request))
     principal = await _principal(resources, credentials)
     if principal is None:
         if resources.settings.reads_require_key:
             raise Unauthorized("reads need an API key here: Authorization: Bearer <key>")
         return None
     resources.keys.require_scope(principal, "read")
-    await resources.limits.check_key(str(principal.key_id))
+    await enforce_rate_limit(resources, "key", str(principal.key_id))
     return principal
 
 
 async def require_write(
     request: Request, resources: ResourcesDep, credentials: Credentials
 ) -> Principal:
-    await resources.limits.check_address(client_address(request))
+    await enforce_rate_limit(resources, "address", client_address(request))
     principal = await _principal(resources, credentials)
     if principal is None:
         raise Unauthorized("writes need an API key: Authorization: Bearer <key>")
     resources.keys.require_scope(principal, "write")
-    await resources.limits.check_key(str(principal.key_id))
+    await enforce_rate_limit(resources, "key", str(principal.key_id))
     return principal
 
 

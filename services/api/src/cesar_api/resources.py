@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 from cesar_core.db import Database
 from cesar_core.jobs import JobQueue, JobRegistry
+from cesar_core.ratelimit import LeasedLimiter
 from cesar_core.redis import RedisClient
 
 from cesar_api.auth import KeyChecker
 from cesar_api.database import DatabaseHolder
 from cesar_api.metrics import ApiMetrics
-from cesar_api.ratelimit import RateLimits
 from cesar_api.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class Resources:
     metrics: ApiMetrics
     database: DatabaseHolder
     redis: RedisClient
-    limits: RateLimits
+    limits: LeasedLimiter
     hub: EventHub
     registry: JobRegistry
     keys: KeyChecker = field(default_factory=KeyChecker)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cesar_core.events import EVENT_STREAM
 from cesar_core.jobs import JobSettings
+from cesar_core.ratelimit import parse_limits
 from cesar_core.settings import load_settings
-from limits import parse as parse_limit
 from pydantic import Field, field_validator
 
 __all__ = ["ApiSettings", "load_api_settings"]
@@ -52,7 +52,8 @@ class ApiSettings(JobSettings):
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         try:
-            parse_limit(value)
+            if not parse_limits(value):
+                raise ValueError("empty")
         except ValueError as exc:
             raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
         return value

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from cesar_core.errors import CesarError
+from cesar_core.ratelimit import LeasedLimiter
 from cesar_core.redis import ping_redis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -20,12 +21,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from cesar_ollama_proxy.aggregates import Aggregator
-from cesar_ollama_proxy.cache import ResponseCache
+from cesar_ollama_proxy.cache import LocalCache, ResponseCache
 from cesar_ollama_proxy.errors import ProxyError
 from cesar_ollama_proxy.fastredis import create_lean_redis
 from cesar_ollama_proxy.metrics import ProxyMetrics
 from cesar_ollama_proxy.proxy import Proxy, error_response
-from cesar_ollama_proxy.ratelimit import RateLimiter
 from cesar_ollama_proxy.settings import ProxySettings
 from cesar_ollama_proxy.upstream import Upstream
 
@@ -73,16 +73,14 @@ def create_app(
             transport=upstream_transport,
         )
         metrics.bind_upstream(lambda: upstream.in_flight, lambda: upstream.queued)
-        limiter = RateLimiter(
-            redis_url,
-            prefix=settings.redis_prefix,
-            client_limits=settings.client_limits,
-            model_limits=settings.model_limits,
-            timeout=settings.redis_timeout,
-            strategy=settings.rate_limit_strategy,
-            on_error=metrics.redis_error,
+        limiter = LeasedLimiter(
+            redis,
+            prefix=f"{settings.redis_prefix}ratelimit",
+            limits={"client": settings.client_limits, "model": settings.model_limits},
+            on_error=lambda _exc: metrics.redis_error("ratelimit"),
         )
-        limiter.use_redis(redis)
+        local = LocalCache(settings.cache_l1_max_bytes, settings.cache_l1_ttl_seconds)
+        metrics.bind_local_cache(lambda: local.bytes, lambda: len(local))
         aggregator = Aggregator(
             database_url,
             interval=settings.metrics_flush_seconds,
@@ -93,7 +91,9 @@ def create_app(
         proxy = Proxy(
             settings,
             upstream=upstream,
-            cache=ResponseCache(redis, settings.cache_ttl_seconds, on_error=metrics.redis_error),
+            cache=ResponseCache(
+                redis, settings.cache_ttl_seconds, on_error=metrics.redis_error, local=local
+            ),
             limiter=limiter,
             metrics=metrics,
             aggregator=aggregator,
@@ -115,7 +115,6 @@ def create_app(
             await proxy.drain()
             await aggregator.stop()
             await upstream.aclose()
-            await limiter.close()
             await redis.aclose()
 
     app = ProxyApp(

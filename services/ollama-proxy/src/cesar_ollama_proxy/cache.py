@@ -15,6 +15,11 @@ Decisions (see the README):
   shapes; each is stored exactly as Ollama sent it and replayed byte for byte.
 - Only complete successful answers are stored (200, and for streams a final ``done`` line or
   ``data: [DONE]`` with no error line), up to ``PROXY_CACHE_MAX_BYTES``.
+- In front of Redis, each process keeps an in-process LRU copy (:class:`LocalCache`) of the
+  answers it read from Redis or stored there, bounded by ``PROXY_CACHE_L1_MAX_BYTES``; an
+  entry lives at most ``PROXY_CACHE_L1_TTL_SECONDS`` and never longer than its Redis entry
+  (``PROXY_CACHE_TTL_SECONDS`` still bounds an answer's life). An answer is immutable per key
+  (the key is the whole deterministic request), so a local copy never disagrees with Redis.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +42,7 @@ from cesar_ollama_proxy.settings import CacheMode
 __all__ = [
     "CacheDecision",
     "CachedResponse",
+    "LocalCache",
     "ResponseCache",
     "cache_key",
     "decide",
@@ -157,6 +165,60 @@ def decide(
     return CacheDecision("SKIP")
 
 
+class LocalCache:
+    """An in-process LRU of cached answers, bounded by bytes, each entry with its own expiry.
+
+    Sizes count the body, the content type and the key plus a fixed per-entry overhead; an
+    answer larger than the whole budget is not kept. ``max_bytes`` or ``ttl_seconds`` 0 turn
+    it off. Not thread-safe (one event loop)."""
+
+    ENTRY_OVERHEAD = 256
+
+    def __init__(
+        self,
+        max_bytes: int,
+        ttl_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.ttl_seconds = ttl_seconds
+        self.enabled = max_bytes > 0 and ttl_seconds > 0
+        self.bytes = 0
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, CachedResponse, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> CachedResponse | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, response: CachedResponse, ttl_seconds: float) -> None:
+        """Keep ``response`` for ``min(ttl_seconds, self.ttl_seconds)`` (``ttl_seconds``: what
+        is left of its life in Redis)."""
+        ttl = min(ttl_seconds, self.ttl_seconds)
+        size = len(response.body) + len(response.content_type) + len(key) + self.ENTRY_OVERHEAD
+        if not self.enabled or ttl <= 0 or size > self.max_bytes:
+            return
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = (self._clock() + ttl, response, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))  # least recently used first
+
+    def _drop(self, key: str) -> None:
+        self.bytes -= self._entries.pop(key)[2]
+
+
 class ResponseCache:
     """Redis store for cached answers. Redis errors never fail a request: a failed read is
     a miss, a failed write is logged, both counted by ``on_error``."""
@@ -166,9 +228,12 @@ class ResponseCache:
         redis: RedisClient,
         ttl_seconds: int,
         on_error: Callable[[str], None] | None = None,
+        *,
+        local: LocalCache | None = None,
     ) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
+        self.local = local if local is not None else LocalCache(0, 0)
         self._on_error = on_error
 
     def _failed(self, op: str, exc: Exception) -> None:
@@ -177,14 +242,29 @@ class ResponseCache:
             self._on_error(op)
 
     async def get(self, key: str) -> CachedResponse | None:
+        """The local copy, else Redis (GET and PTTL in one round trip; a hit is kept locally
+        for what is left of its Redis life, at most the local TTL)."""
+        local = self.local.get(key)
+        if local is not None:
+            return local
         try:
-            raw = await self.redis.get(key)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                raw, pttl = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("cache_get", exc)
             return None
-        return None if raw is None else CachedResponse.decode(raw)
+        if raw is None:
+            return None
+        response = CachedResponse.decode(raw)
+        # PTTL -1: no expiry (not written by us); -2: gone since the GET
+        remaining = self.ttl_seconds if pttl == -1 else int(pttl) / 1000
+        self.local.put(key, response, remaining)
+        return response
 
     async def put(self, key: str, response: CachedResponse) -> None:
+        self.local.put(key, response, self.ttl_seconds)
         try:
             await self.redis.set(key, response.encode(), ex=self.ttl_seconds)
         except (RedisError, OSError, TimeoutError) as exc:

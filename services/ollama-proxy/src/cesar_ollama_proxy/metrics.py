@@ -88,10 +88,24 @@ class ProxyMetrics:
             "Model requests waiting for an upstream slot",
             registry=r,
         )
+        self.local_cache_bytes = Gauge(
+            "ollama_proxy_cache_l1_bytes",
+            "Bytes held by the in-process copy of the response cache",
+            registry=r,
+        )
+        self.local_cache_entries = Gauge(
+            "ollama_proxy_cache_l1_entries",
+            "Answers held by the in-process copy of the response cache",
+            registry=r,
+        )
 
     def bind_upstream(self, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
         self.in_flight.set_function(in_flight)
         self.queued.set_function(queued)
+
+    def bind_local_cache(self, size: Callable[[], float], entries: Callable[[], float]) -> None:
+        self.local_cache_bytes.set_function(size)
+        self.local_cache_entries.set_function(entries)
 
     def model_label(self, model: str) -> str:
         if not model:

@@ -1,9 +1,11 @@
 """The proxy handler: one Ollama request in, one answer out, with the cache, the limits,
 the upstream bound and the bookkeeping around it.
 
-Order for model work: client limit and cache lookup (together) -> hit: answer from Redis;
-miss: model limit -> an upstream slot -> Ollama -> relay (chunk by chunk) -> store when
-complete. Every other Ollama route passes through with the client limit only.
+Order for model work: client limit -> cache lookup (the in-process copy, then Redis) -> hit:
+the stored answer; miss: model limit -> an upstream slot -> Ollama -> relay (chunk by chunk)
+-> store when complete. Every other Ollama route passes through with the client limit only.
+Limits are spent from leases (``cesar_core.ratelimit``), so most requests ask Redis nothing
+for them; a hit in the in-process copy makes no Redis round trip at all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cesar_core.ratelimit import LeasedLimiter
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -39,7 +42,7 @@ from cesar_ollama_proxy.errors import (
 )
 from cesar_ollama_proxy.metrics import ProxyMetrics
 from cesar_ollama_proxy.observer import ResponseObserver
-from cesar_ollama_proxy.ratelimit import RateLimiter, client_key
+from cesar_ollama_proxy.ratelimit import client_key, rate_limited
 from cesar_ollama_proxy.routes import Route, classify
 from cesar_ollama_proxy.settings import ProxySettings
 from cesar_ollama_proxy.upstream import Upstream, UpstreamResponse, UpstreamStreamError
@@ -147,7 +150,7 @@ class Proxy:
         *,
         upstream: Upstream,
         cache: ResponseCache,
-        limiter: RateLimiter,
+        limiter: LeasedLimiter,
         metrics: ProxyMetrics,
         aggregator: Aggregator,
     ) -> None:
@@ -215,14 +218,19 @@ class Proxy:
             )
             ex.cache = decision.status
 
-        admission = await self.limiter.admit(
-            key, decision.key, ex.model if route.inference else None
-        )
-        if admission.cached is not None:
-            cached = CachedResponse.decode(admission.cached)
-            ex.cache = "HIT"
-            self.finish(ex, "ok", 200)
-            return Response(cached.body, media_type=cached.content_type, headers={"X-Cache": "HIT"})
+        refusal = await self.limiter.acquire("client", key)
+        if refusal is not None:
+            raise rate_limited(refusal)
+        if decision.key is not None:
+            cached = await self.cache.get(decision.key)
+            if cached is not None:
+                ex.cache = "HIT"
+                self.finish(ex, "ok", 200)
+                return CachedAnswer(cached)
+        if route.inference:
+            refusal = await self.limiter.acquire("model", ex.model or "-")
+            if refusal is not None:
+                raise rate_limited(refusal)
 
         forward = {k: v for k, v in headers.items() if k not in _DROP_REQUEST}
         ex.attempted = True

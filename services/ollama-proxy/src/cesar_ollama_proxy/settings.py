@@ -8,32 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from cesar_core.ratelimit import parse_limits
 from cesar_core.settings import CoreSettings, load_settings
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem
 from pydantic import Field, field_validator
 
-__all__ = [
-    "CacheMode",
-    "ProxySettings",
-    "RateLimitStrategy",
-    "load_proxy_settings",
-    "parse_rate_limits",
-]
+__all__ = ["CacheMode", "ProxySettings", "load_proxy_settings"]
 
 CacheMode = Literal["deterministic", "all", "off"]
-RateLimitStrategy = Literal["moving-window", "fixed-window", "sliding-window-counter"]
-
-
-def parse_rate_limits(text: str) -> list[RateLimitItem]:
-    """``"60/minute; 1000/hour"`` -> limit items; an empty string means no limit."""
-    if not text.strip():
-        return []
-    try:
-        return list(parse_many(text))
-    except ValueError as exc:
-        raise ValueError(
-            f"{text!r} is not a rate limit; write e.g. '60/minute' or '10/second; 500/hour'"
-        ) from exc
 
 
 class ProxySettings(CoreSettings):
@@ -49,15 +31,19 @@ class ProxySettings(CoreSettings):
     cache_max_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, validation_alias="PROXY_CACHE_MAX_BYTES"
     )
+    # in-process copy of Redis hits and stores (0 bytes or 0 s turns it off)
+    cache_l1_max_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=0, validation_alias="PROXY_CACHE_L1_MAX_BYTES"
+    )
+    cache_l1_ttl_seconds: float = Field(
+        default=60.0, ge=0, validation_alias="PROXY_CACHE_L1_TTL_SECONDS"
+    )
     redis_prefix: str = Field(default="cesar:ollama-proxy:", validation_alias="PROXY_REDIS_PREFIX")
     redis_timeout: float = Field(default=1.0, gt=0, validation_alias="PROXY_REDIS_TIMEOUT")
 
     # rate limits, shared by every replica through Redis ("" disables one)
     rate_limit_client: str = Field(default="600/minute", validation_alias="PROXY_RATE_LIMIT_CLIENT")
     rate_limit_model: str = Field(default="1200/minute", validation_alias="PROXY_RATE_LIMIT_MODEL")
-    rate_limit_strategy: RateLimitStrategy = Field(
-        default="moving-window", validation_alias="PROXY_RATE_LIMIT_STRATEGY"
-    )
 
     # upstream
     max_concurrent_upstream: int = Field(
@@ -86,7 +72,7 @@ class ProxySettings(CoreSettings):
     @field_validator("rate_limit_client", "rate_limit_model")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
-        parse_rate_limits(value)
+        parse_limits(value)
         return value
 
     @field_validator("ollama_url")
@@ -98,11 +84,11 @@ class ProxySettings(CoreSettings):
 
     @property
     def client_limits(self) -> list[RateLimitItem]:
-        return parse_rate_limits(self.rate_limit_client)
+        return parse_limits(self.rate_limit_client)
 
     @property
     def model_limits(self) -> list[RateLimitItem]:
-        return parse_rate_limits(self.rate_limit_model)
+        return parse_limits(self.rate_limit_model)
 
 
 def load_proxy_settings(**overrides: object) -> ProxySettings:
