@@ -139,7 +139,6 @@ def _scenario(delay: float, sequential: int, concurrent: int, warmup: int) -> di
             "PROXY_REDIS_PREFIX": prefix,
             "PROXY_RATE_LIMIT_CLIENT": os.environ.get("BENCH_LIMIT", "100000000/minute"),
             "PROXY_RATE_LIMIT_MODEL": os.environ.get("BENCH_LIMIT", "100000000/minute"),
-            "PROXY_RATE_LIMIT_STRATEGY": os.environ.get("BENCH_STRATEGY", "moving-window"),
             "PROXY_MAX_CONCURRENT_UPSTREAM": str(CONCURRENCY),
             "LOG_LEVEL": "WARNING",
         },
