@@ -30,6 +30,8 @@ from uuid import UUID
 
 import asyncpg
 
+from cesar_core.jobs.repository import LIST_PAGE
+
 __all__ = ["LIST_JOBS_JSON", "JobPageJson", "list_jobs_json"]
 
 
@@ -75,23 +77,14 @@ _OBJECT = (
     "'{' || " + " || ',' || ".join(f"'\"{key}\":' || {expr}" for key, expr in _FIELDS) + (" || '}'")
 )
 
-# The WHERE/ORDER/LIMIT of repository.LIST_JOBS, parameter for parameter.
+# The same page as repository.LIST_JOBS, parameter for parameter.
 LIST_JOBS_JSON = f"""
 WITH page AS (
     SELECT id, job_type, payload, status, attempts, max_attempts, run_after, unique_key,
            last_error, result, worker_id, heartbeat_at, created_at, started_at, updated_at,
            finished_at
     FROM job_queue
-    WHERE ($1::TEXT IS NULL OR status = $1)
-      AND ($2::TEXT IS NULL OR job_type = $2)
-      AND ($3::TIMESTAMPTZ IS NULL OR created_at >= $3)
-      AND ($4::TIMESTAMPTZ IS NULL OR created_at < $4)
-      AND ($5::TEXT IS NULL
-           OR left(CAST(id AS TEXT), length($5)) = lower($5)
-           OR strpos(lower(CAST(payload AS TEXT)), lower($5)) > 0)
-      AND ($6::TIMESTAMPTZ IS NULL OR (created_at, id) < ($6, $7::UUID))
-    ORDER BY created_at DESC, id DESC
-    LIMIT $8
+    {LIST_PAGE}
 ),
 agg AS (
     SELECT convert_to(COALESCE(string_agg({_OBJECT}, ',' ORDER BY created_at DESC, id DESC), ''),

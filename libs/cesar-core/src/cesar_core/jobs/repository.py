@@ -66,8 +66,9 @@ WHERE unique_key = $1 AND status IN {_ACTIVE}
 
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM job_queue WHERE id = $1"
 
-LIST_JOBS = f"""
-SELECT {JOB_COLUMNS} FROM job_queue
+# One page of a listing ($1 status, $2 job_type, $3/$4 created range, $5 search, $6/$7 the
+# cursor, $8 the page size): shared by LIST_JOBS and the JSON listing (jobs.listing).
+LIST_PAGE = """
 WHERE ($1::TEXT IS NULL OR status = $1)
   AND ($2::TEXT IS NULL OR job_type = $2)
   AND ($3::TIMESTAMPTZ IS NULL OR created_at >= $3)
@@ -79,6 +80,8 @@ WHERE ($1::TEXT IS NULL OR status = $1)
 ORDER BY created_at DESC, id DESC
 LIMIT $8
 """
+
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM job_queue {LIST_PAGE}"
 
 # Dispatch step 3: the row is in arq; pending/retrying -> queued (if the token still holds).
 MARK_QUEUED = """
