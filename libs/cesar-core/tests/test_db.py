@@ -116,3 +116,23 @@ async def test_set_local_does_not_outlive_its_transaction(db: Database) -> None:
     assert await db.transaction(work) == "1234ms"
     async with db.connection() as conn:
         assert await conn.fetchval("SHOW statement_timeout") == "0"
+
+
+async def test_pool_recycled_after_a_migration(database_url: str) -> None:
+    db = await Database.open(database_url, min_size=1, max_size=1)
+    try:
+        assert await db.recycle_if_migrated() is False  # the first look only records
+        async with db.connection() as conn:
+            before = await conn.fetchval("SELECT pg_backend_pid()")
+        assert await db.recycle_if_migrated() is False  # nothing changed
+        async with db.connection() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == before
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, dialect, execution_ms) "
+                "VALUES (999, 'later', 'x', 'postgresql', 1)"
+            )
+        assert await db.recycle_if_migrated() is True
+        async with db.connection() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != before
+    finally:
+        await db.close()

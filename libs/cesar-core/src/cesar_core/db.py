@@ -33,6 +33,8 @@ T = TypeVar("T")
 EngineName = Literal["cockroachdb", "postgresql"]
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
+_SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"
+_NOT_LOOKED = -1
 _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
@@ -115,6 +117,7 @@ class Database:
         self.pool = pool
         self.engine = engine
         self.url = url
+        self._schema_version: int | None = _NOT_LOOKED
 
     @classmethod
     async def open(
@@ -149,6 +152,21 @@ class Database:
     async def recycle(self) -> None:
         """Drop idle connections, so statements cached before a migration are not reused."""
         await self.pool.expire_connections()
+
+    async def recycle_if_migrated(self) -> bool:
+        """Recycle the pool when ``schema_migrations`` moved since the last look (a migration
+        ran while this process was up), so no connection keeps statements prepared against
+        the old schema. Long-running services call it periodically; returns whether it did."""
+        async with self.connection() as conn:
+            try:
+                version: int | None = await conn.fetchval(_SCHEMA_VERSION)
+            except asyncpg.UndefinedTableError:
+                version = None
+        changed = self._schema_version not in (_NOT_LOOKED, version)
+        self._schema_version = version
+        if changed:
+            await self.recycle()
+        return changed
 
     def stats(self) -> PoolStats:
         return PoolStats(

@@ -32,14 +32,24 @@ _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 class DatabaseHolder:
     """Owns the pool's life: opened (with retries) at start, closed at shutdown."""
 
-    def __init__(self, url: str, *, min_size: int, max_size: int, max_delay: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int,
+        max_size: int,
+        max_delay: float = 30.0,
+        schema_watch_seconds: float = 30.0,
+    ) -> None:
         self.url = url
         self.min_size = min_size
         self.max_size = max_size
         self.max_delay = max_delay
+        self.schema_watch_seconds = schema_watch_seconds
         self.db: Database | None = None
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
     async def _try_open(self) -> bool:
@@ -53,6 +63,7 @@ class DatabaseHolder:
         self.db = db
         self.last_error = None
         self._connected.set()
+        self._watch = asyncio.create_task(self._watch_schema(db), name="db-schema-watch")
         log.info(
             "connected to %s %s at %s (pool %d..%d)",
             db.engine.name,
@@ -69,6 +80,16 @@ class DatabaseHolder:
             log.warning("database not reachable (%s); retrying in %.1fs", self.last_error, delay)
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(self.max_delay, delay * 2)
+
+    async def _watch_schema(self, db: Database) -> None:
+        """Recycle the pool after a migration applied while the API runs."""
+        while True:
+            try:
+                if await db.recycle_if_migrated():
+                    log.info("schema migrated; database connections recycled")
+            except (CesarError, *_DRIVER_ERRORS) as exc:
+                log.debug("schema watch skipped: %s", exc)
+            await asyncio.sleep(self.schema_watch_seconds)
 
     async def start(self) -> None:
         """Try once now; if that fails keep trying in the background."""
@@ -92,9 +113,10 @@ class DatabaseHolder:
         return self.db
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.db is not None:
             await self.db.close()
             self.db = None

@@ -150,6 +150,8 @@ class WorkerRuntime:
             started_at=self.started_at,
             now=self.clock(),
         )
+        if await self.db.recycle_if_migrated():
+            log.info("schema migrated; database connections recycled")
 
     async def _heartbeat_loop(self) -> None:
         while True:
