@@ -30,7 +30,7 @@ from uuid import UUID
 
 import asyncpg
 
-from cesar_core.jobs.repository import LIST_PAGE
+from cesar_core.jobs.repository import LIST_PAGE, page_args
 
 __all__ = ["LIST_JOBS_JSON", "JobPageJson", "list_jobs_json"]
 
@@ -127,14 +127,7 @@ async def list_jobs_json(
     """The page :func:`~cesar_core.jobs.repository.list_jobs` returns, as database-built JSON."""
     row = await conn.fetchrow(
         LIST_JOBS_JSON,
-        status,
-        job_type,
-        created_after,
-        created_before,
-        search,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit,
+        *page_args(status, job_type, created_after, created_before, search, before, limit),
     )
     assert row is not None  # an aggregate always returns one row
     last = (row["last_created_at"], row["last_id"]) if row["last_id"] is not None else None

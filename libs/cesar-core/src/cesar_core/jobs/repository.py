@@ -220,6 +220,20 @@ async def get_job(conn: asyncpg.Connection, job_id: UUID) -> Job | None:
     return Job.from_row(row) if row is not None else None
 
 
+def page_args(
+    status: str | None,
+    job_type: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    search: str | None,
+    before: tuple[datetime, UUID] | None,
+    limit: int,
+) -> tuple[object, ...]:
+    """The eight parameters of :data:`LIST_PAGE`, in its order."""
+    cursor_at, cursor_id = before if before else (None, None)
+    return (status, job_type, created_after, created_before, search, cursor_at, cursor_id, limit)
+
+
 async def list_jobs(
     conn: asyncpg.Connection,
     *,
@@ -233,14 +247,7 @@ async def list_jobs(
 ) -> list[Job]:
     rows = await conn.fetch(
         LIST_JOBS,
-        status,
-        job_type,
-        created_after,
-        created_before,
-        search,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit,
+        *page_args(status, job_type, created_after, created_before, search, before, limit),
     )
     return [Job.from_row(r) for r in rows]
 
