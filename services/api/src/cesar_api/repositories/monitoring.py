@@ -6,14 +6,13 @@ so readers are not blocked on PostgreSQL (CockroachDB accepts the word and ignor
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import asyncpg
 
 from cesar_api.repositories import as_dicts
 
-__all__ = ["REFRESH_VIEWS", "ingestion_errors", "job_backlog", "refresh_all", "sync_lag"]
+__all__ = ["ingestion_errors", "job_backlog", "sync_lag"]
 
 SYNC_LAG = """
 SELECT system_name, status, last_sync_at, last_success_at, lag_seconds, records_synced,
@@ -33,13 +32,6 @@ SELECT source, runs, failed_runs, partial_runs, rows_failed, last_failure_at, la
 FROM mv_ingestion_errors ORDER BY source
 """
 
-# fixed list: view names are never taken from input
-REFRESH_VIEWS: dict[str, str] = {
-    "mv_sync_lag": "REFRESH MATERIALIZED VIEW CONCURRENTLY mv_sync_lag",
-    "mv_job_queue_backlog": "REFRESH MATERIALIZED VIEW CONCURRENTLY mv_job_queue_backlog",
-    "mv_ingestion_errors": "REFRESH MATERIALIZED VIEW CONCURRENTLY mv_ingestion_errors",
-}
-
 
 async def sync_lag(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return as_dicts(await conn.fetch(SYNC_LAG))
@@ -51,13 +43,3 @@ async def job_backlog(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 async def ingestion_errors(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return as_dicts(await conn.fetch(INGESTION_ERRORS))
-
-
-async def refresh_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Refresh each view in its own autocommit statement; returns the time each took."""
-    results = []
-    for view, statement in REFRESH_VIEWS.items():
-        started = time.perf_counter()
-        await conn.execute(statement)
-        results.append({"view": view, "ms": round((time.perf_counter() - started) * 1000, 3)})
-    return results

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import asyncpg
+from cesar_core.jobs.maintenance import refresh_materialized_views
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from cesar_api.database import read
 from cesar_api.deps import DbDep, ReadKey, WriteKey
-from cesar_api.errors import InvalidInput, NotFound
+from cesar_api.errors import InvalidInput, NotFound, translate_db_error
 from cesar_api.repositories import llm_metrics, monitoring, sync
 from cesar_api.schemas import Timestamp
 
@@ -164,8 +166,13 @@ async def ingestion_errors(db: DbDep, _key: ReadKey) -> IngestionErrorsView:
 @router.post("/monitoring/refresh", response_model=RefreshResult, tags=["monitoring"])
 async def refresh_views(db: DbDep, _key: WriteKey) -> RefreshResult:
     """Refresh the three materialized views now (autocommit, CONCURRENTLY)."""
-    results = await read(db, monitoring.refresh_all)
-    return RefreshResult(views=[RefreshedView.model_validate(r) for r in results])
+    try:
+        timings = await refresh_materialized_views(db)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise translate_db_error(exc) from exc
+    return RefreshResult(
+        views=[RefreshedView(view=view, ms=round(ms, 3)) for view, ms in timings.items()]
+    )
 
 
 @router.get("/llm/cache-metrics", response_model=CacheMetrics, tags=["llm"])
