@@ -1,8 +1,5 @@
-"""The three materialized views the dashboard reads, and their refresh.
-
-A refresh runs in autocommit (never inside a transaction: CockroachDB refuses), CONCURRENTLY
-so readers are not blocked on PostgreSQL (CockroachDB accepts the word and ignores it).
-"""
+"""Reads of the three materialized views (refreshing them is
+:func:`cesar_core.jobs.maintenance.refresh_materialized_views`)."""
 
 from __future__ import annotations
 
