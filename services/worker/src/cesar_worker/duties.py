@@ -86,8 +86,23 @@ async def refresh_views(db: Database) -> dict[str, float]:
     return timings
 
 
-async def prune(db: Database, now: datetime) -> dict[str, int]:
+async def prune(
+    db: Database, now: datetime, *, retention_days: float, batch_size: int = 5000
+) -> dict[str, int]:
+    """Expired rows of the high-churn tables, and finished jobs (with their attempts) older
+    than ``JOB_QUEUE_RETENTION_DAYS``. PostgreSQL only: CockroachDB's row-level TTL does both."""
     deleted = await prune_expired(db, now=now)
+    if not db.engine.is_cockroach:
+        cutoff = now - timedelta(days=retention_days)
+        total = 0
+        while True:
+            count = await db.transaction(
+                lambda conn: repo.prune_finished(conn, finished_before=cutoff, limit=batch_size)
+            )
+            total += count
+            if count < batch_size:
+                break
+        deleted["job_queue"] = total
     if any(deleted.values()):
         log.info("pruned expired rows", extra={"deleted": deleted})
     return deleted

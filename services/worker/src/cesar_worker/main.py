@@ -16,14 +16,17 @@ sleeps ``poll_delay``, so short jobs are capped at ``queue_read_limit / poll_del
   cap at 200/s; passing 2.0 s straight through would cap at 250/s and delay each fresh job
   up to 2 s). An idle poll is one ZRANGEBYSCORE, so 20 polls/s cost Redis next to nothing.
 * ``JOB_QUEUE_POLL_INTERVAL`` keeps its operator meaning, "seconds between polls of the job
-  table": it is the reconciler's period (rounded up to whole seconds, arq cron resolution),
+  table": it is the reconciler's period,
   i.e. how soon a scheduled or retrying job, or a lost one, is dispatched; and it bounds the
   Redis poll delay from above (setting it below 0.05 makes arq poll faster still).
 
-The reconciler and the other duties are arq cron jobs named after the queue (so workers on
-different queues never share a cron job id); only one worker of a queue runs each tick.
-If Redis goes away the arq loop stops; :func:`serve` keeps the database side (mirror,
-heartbeats) alive and starts a new arq worker in the same process once Redis answers again.
+The reconciler and the lease renewal are loops of the runtime, not arq jobs: no backlog
+delays them and they keep running while Redis is away. The other duties (views, pruning,
+failure alerts) are arq cron jobs named after the queue (so workers on different queues
+never share a cron job id); only one worker of a queue runs each tick. If Redis goes away
+the arq loop stops; :func:`serve` starts a new arq worker in the same process once Redis
+answers again. Running jobs belong to the runtime's executor, not to arq, so they go on
+meanwhile (arq's bodies are JSON, never pickle: see :mod:`cesar_core.jobs.dispatch`).
 
 Graceful stop (SIGTERM or SIGINT)
 ---------------------------------
@@ -41,7 +44,8 @@ Graceful stop (SIGTERM or SIGINT)
 A second signal skips the wait (step 3 at once). If the process is killed before step 4
 (``kill -9``, or an orchestrator timeout shorter than the grace period plus a few seconds:
 compose gives the worker 30 s), the rows still say ``running``; the reconciler takes them
-back after ``JOB_QUEUE_STALL_SECONDS`` and those attempts count.
+back once their leases run out (``JOB_QUEUE_STALL_SECONDS`` after the last renewal) and those
+attempts count.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Function, Retry, Worker, func
 from cesar_core.errors import CesarError, ConfigurationError
-from cesar_core.jobs.dispatch import ARQ_FUNCTION
+from cesar_core.jobs.dispatch import ARQ_FUNCTION, job_deserializer, job_serializer
 from cesar_core.jobs.registry import JobRegistry, load_registry
 from cesar_core.logging import configure_logging
 from cesar_core.settings import load_settings
@@ -74,6 +78,7 @@ __all__ = ["WorkerSettings", "main", "poll_delay", "quiet_arq_job_lines", "serve
 
 log = logging.getLogger("cesar_worker")
 RUNTIME_KEY = "cesar"
+UNCLAIMED_RETRY_SECONDS = 1.0
 
 
 def poll_delay(config: WorkerConfig) -> float:
@@ -103,11 +108,10 @@ async def run_job(ctx: dict[str, Any]) -> None:
         # shutting down: hand the delivery back to arq untouched (nothing was claimed or
         # run), so another worker takes it at once
         raise Retry()
-    await runtime.executor.run(ctx["job_id"])
-
-
-async def cron_reconcile(ctx: dict[str, Any]) -> None:
-    await ctx[RUNTIME_KEY].duty("reconcile")
+    outcome = await runtime.executor.run(ctx["job_id"])
+    if outcome == "unclaimed":
+        # the database could not take the claim: arq delivers the same id again shortly
+        raise Retry(defer=UNCLAIMED_RETRY_SECONDS)
 
 
 async def cron_refresh_views(ctx: dict[str, Any]) -> None:
@@ -142,12 +146,6 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
 def cron_jobs(config: WorkerConfig) -> list[CronJob]:
     prefix = f"{config.job_queue_name}:cron"
     return [
-        cron(
-            cron_reconcile,
-            name=f"{prefix}.reconcile",
-            timeout=300,
-            **_every(config.job_queue_poll_interval),
-        ),
         cron(
             cron_refresh_views,
             name=f"{prefix}.refresh_views",
@@ -189,6 +187,8 @@ def worker_options(config: WorkerConfig, registry: JobRegistry) -> dict[str, Any
         "health_check_interval": 30,
         "log_results": False,
         "job_completion_wait": config.worker_shutdown_grace_seconds,
+        "job_serializer": job_serializer,
+        "job_deserializer": job_deserializer,
     }
 
 
@@ -217,6 +217,8 @@ class WorkerSettings:
     max_tries = _options["max_tries"]
     health_check_interval = _options["health_check_interval"]
     job_completion_wait = _options["job_completion_wait"]
+    job_serializer = staticmethod(job_serializer)
+    job_deserializer = staticmethod(job_deserializer)
     log_results = False
 
 

@@ -2,38 +2,37 @@
 
 Callers hand transitions to one in-process :class:`MirrorBatcher`; a single flusher task
 writes whatever has accumulated as **one statement** (``UPDATE job_queue ... FROM
-unnest(...)`` with one array element per transition and a ``kind`` column), at most one
-statement in flight. One statement is atomic on its own, so a flush needs no BEGIN/COMMIT:
-it is one round trip on a connection the mirror keeps (no pool reset per flush), and
-SQLSTATE 40001/40P01 is retried (the statement is a set of compare-and-sets, so running it
-again is harmless). Non-urgent transitions (heartbeats and the final ``succeeded`` /
-``retrying`` / ``failed``) linger up to ``flush_interval`` (20 ms by default) so that many
-share a statement; a ``running`` claim lingers at most ``start_linger`` (10 ms by default,
-counted from the first claim waiting) because its job waits for it, or not at all once every
-job slot of the worker is taken (no other claim could join: ``flush_now``); whatever final
-transitions are waiting ride along with the claims for free.
+unnest(...)`` with one array element per transition and a ``kind`` column, plus the matching
+rows of ``job_attempts`` in the same statement), at most one statement in flight. One
+statement is atomic on its own, so a flush needs no BEGIN/COMMIT: it is one round trip on a
+connection the mirror keeps, and SQLSTATE 40001/40P01 is retried (the statement is a set of
+compare-and-sets, so running it again is harmless). Final transitions (``succeeded`` /
+``retrying`` / ``failed`` / interrupted) linger up to ``flush_interval`` (20 ms by default)
+so that many share a statement; a ``running`` claim lingers at most ``start_linger`` (10 ms
+by default, counted from the first claim waiting) because its job waits for it, or not at
+all once every job slot of the worker is taken (``flush_now``).
 
 Why ``running`` is awaited before the function starts (correctness over a little latency):
 the claim is a compare-and-set on the dispatch token, so a stale or cancelled delivery is
-refused *before* the function runs, the attempt is counted before any side effect happens
-(a kill -9 mid-job is then an honest attempt), and the claim returns the payload from the
-row, which is the truth. The price is a few milliseconds of latency per job start, not
-throughput: arq starts jobs one by one (four Redis round trips each), so while a claim
-lingers arq keeps starting the next jobs, whose claims join the same statement; with
-``max_jobs`` = 100 the slots a lingering claim holds are never what limits throughput
-(see bench/bench_jobs.py). The final transitions are not awaited: if the process dies
-before they are written, the row still says ``running`` and the reconciler re-runs the job
-after the stall threshold (delivery is at least once; job functions are idempotent).
+refused *before* the function runs, the attempt is counted and its lease taken before any
+side effect happens, and the claim returns the payload from the row, which is the truth.
+The final transitions are not awaited: if the process dies before they are written, the
+row still says ``running``, its lease runs out and the reconciler re-runs the job (delivery
+is at least once; job functions are idempotent). Leases are renewed elsewhere
+(:mod:`cesar_worker.leases`), in their own statement, so a write refused here can never
+stop a worker from proving it is alive.
 
 Every element is conditioned on ``dispatch_token`` and on the status it expects (``running``
 for everything but the claim, which expects ``pending``/``queued``/``retrying``), so a stale
-worker's late write changes nothing. Within one batch the transitions are keyed by (row, token):
-a final transition replaces a heartbeat of the same attempt (it sets ``heartbeat_at`` too),
-so no row appears twice in one statement. If a flush fails, the claims in it fail (their
-jobs stay where they were and the reconciler re-dispatches them) and the other transitions
-are kept for the next flush. A failure after the server applied the statement (connection
-lost before the answer) leaves claimed rows ``running`` without a function: the reconciler
-takes them back after the stall threshold and the attempt counts, which is honest.
+worker's late write changes nothing. Within one batch the transitions are keyed by (row,
+token), so no attempt appears twice in one statement.
+
+One bad value cannot wedge the mirror: texts and results are made storable before they get
+here (:mod:`cesar_core.jobs.storable`), and a statement the database refuses for any reason
+other than connectivity is split in halves until only the offending write fails; that job
+then ends ``failed`` with the database's reason as its error. If the database cannot be
+reached, the claims in the batch fail (arq delivers them again shortly) and the final
+transitions are kept for the next flush.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -52,6 +51,7 @@ import asyncpg
 from cesar_core.db import Database, is_retryable
 from cesar_core.errors import DatabaseError
 from cesar_core.jobs.models import Job, JobStatus
+from cesar_core.jobs.storable import storable_text
 
 from cesar_worker import metrics
 
@@ -59,21 +59,16 @@ __all__ = ["FLUSH", "MirrorBatcher"]
 
 log = logging.getLogger(__name__)
 
-START, HEARTBEAT, SUCCEED, RETRY, FAIL, INTERRUPT = (
-    "start",
-    "heartbeat",
-    "succeed",
-    "retry",
-    "fail",
-    "interrupt",
-)
+START, SUCCEED, RETRY, FAIL, INTERRUPT = ("start", "succeed", "retry", "fail", "interrupt")
 _FINAL_KINDS = (SUCCEED, RETRY, FAIL, INTERRUPT)
 
 # One statement per flush. v.kind selects what each element does; every element is a
 # compare-and-set on (id, dispatch_token, expected status). Columns a kind does not touch
-# keep their value, so a heartbeat leaves the indexed columns alone (a HOT update).
-# The claimed rows come back with the columns of a Job (the other kinds with NULLs).
+# keep their value. A claim takes the lease (by the database's clock) and opens the
+# attempt's row in job_attempts; a final transition closes it with its outcome, in the same
+# statement. The claimed rows come back with the columns of a Job (the other kinds with NULLs).
 FLUSH = """
+WITH changed AS (
 UPDATE job_queue AS j SET
     status = CASE v.kind WHEN 'start' THEN 'running' WHEN 'succeed' THEN 'succeeded'
                          WHEN 'retry' THEN 'retrying' WHEN 'interrupt' THEN 'retrying'
@@ -83,25 +78,27 @@ UPDATE job_queue AS j SET
                            ELSE j.attempts END,
     worker_id = CASE WHEN v.kind = 'start' THEN $8 ELSE j.worker_id END,
     started_at = CASE WHEN v.kind = 'start' THEN v.at ELSE j.started_at END,
-    heartbeat_at = CASE WHEN v.kind = 'interrupt' THEN j.heartbeat_at ELSE v.at END,
-    updated_at = CASE WHEN v.kind = 'heartbeat' THEN j.updated_at ELSE v.at END,
+    heartbeat_at = CASE WHEN v.kind = 'start' THEN now() ELSE j.heartbeat_at END,
+    lease_expires_at = CASE WHEN v.kind = 'start' THEN now() + $9::INTERVAL ELSE NULL END,
+    updated_at = v.at,
     finished_at = CASE WHEN v.kind IN ('succeed', 'fail') THEN v.at ELSE j.finished_at END,
     result = CASE WHEN v.kind = 'succeed' THEN CAST(v.result AS JSONB) ELSE j.result END,
     last_error = CASE WHEN v.kind IN ('retry', 'fail', 'interrupt') THEN v.error
                       ELSE j.last_error END,
-    run_after = CASE v.kind WHEN 'retry' THEN v.run_after WHEN 'interrupt' THEN v.at
+    run_after = CASE v.kind WHEN 'retry' THEN v.run_after
+                            WHEN 'interrupt' THEN COALESCE(v.run_after, v.at)
                             ELSE j.run_after END,
     dispatch_token = CASE WHEN v.kind IN ('retry', 'fail', 'interrupt') THEN NULL
                           ELSE j.dispatch_token END
 FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::TEXT[], $6::TEXT[],
-            $7::TIMESTAMPTZ[]) AS v(id, token, kind, at, result, error, run_after)
+            $7::TIMESTAMPTZ[], $10::TEXT[])
+     AS v(id, token, kind, at, result, error, run_after, outcome)
 WHERE j.id = v.id AND j.dispatch_token = v.token
   AND CASE WHEN v.kind = 'start' THEN j.status IN ('pending', 'queued', 'retrying')
            ELSE j.status = 'running' END
-RETURNING v.kind, j.id, v.token,
+RETURNING v.kind, j.id, v.token, v.at, v.outcome, v.error, j.attempts AS attempt,
     CASE WHEN v.kind = 'start' THEN j.job_type END AS job_type,
     CASE WHEN v.kind = 'start' THEN j.payload END AS payload,
-    CASE WHEN v.kind = 'start' THEN j.attempts END AS attempts,
     CASE WHEN v.kind = 'start' THEN j.max_attempts END AS max_attempts,
     CASE WHEN v.kind = 'start' THEN j.run_after END AS run_after,
     CASE WHEN v.kind = 'start' THEN j.unique_key END AS unique_key,
@@ -110,11 +107,28 @@ RETURNING v.kind, j.id, v.token,
     CASE WHEN v.kind = 'start' THEN j.created_at END AS created_at,
     CASE WHEN v.kind = 'start' THEN j.started_at END AS started_at,
     CASE WHEN v.kind = 'start' THEN j.finished_at END AS finished_at
+),
+opened AS (
+    INSERT INTO job_attempts (job_id, dispatch_token, attempt, worker_id, started_at)
+    SELECT c.id, c.token, c.attempt, $8, c.at FROM changed AS c WHERE c.kind = 'start'
+    ON CONFLICT (job_id, dispatch_token) DO NOTHING
+),
+closed AS (
+    UPDATE job_attempts AS a SET finished_at = c.at, outcome = c.outcome, error = c.error
+    FROM changed AS c
+    WHERE c.kind <> 'start' AND a.job_id = c.id AND a.dispatch_token = c.token
+      AND a.finished_at IS NULL
+)
+SELECT c.kind, c.id, c.token, c.job_type, c.payload, c.attempt AS attempts, c.max_attempts,
+    c.run_after, c.unique_key, c.last_error, c.result, c.created_at, c.started_at,
+    c.finished_at
+FROM changed AS c
 """
 
-# (kind, at, result json, error, run_after) per (row id, token)
-_Write = tuple[str, datetime, str | None, str | None, datetime | None]
+# (kind, at, result json, error, run_after, attempt outcome) per (row id, token)
+_Write = tuple[str, datetime, str | None, str | None, datetime | None, str]
 _RETRIES = 4
+_UNSTORABLE = "the worker could not store this job's outcome"
 _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.ConnectionDoesNotExistError,
@@ -138,6 +152,15 @@ class _Batch:
     def size(self) -> int:
         return len(self.starts) + len(self.writes)
 
+    def halves(self) -> tuple[_Batch, _Batch]:
+        first, second = _Batch(), _Batch()
+        middle = self.size() // 2
+        for i, (key, start) in enumerate(self.starts.items()):
+            (first if i < middle else second).starts[key] = start
+        for i, (key, write) in enumerate(self.writes.items(), start=len(self.starts)):
+            (first if i < middle else second).writes[key] = write
+        return first, second
+
 
 class MirrorBatcher:
     def __init__(
@@ -146,6 +169,7 @@ class MirrorBatcher:
         *,
         worker_id: str,
         clock: Callable[[], datetime],
+        lease: timedelta = timedelta(seconds=10),
         flush_interval: float = 0.02,
         start_linger: float = 0.01,
         max_batch: int = 5000,
@@ -153,6 +177,7 @@ class MirrorBatcher:
         self.db = db
         self.worker_id = worker_id
         self.clock = clock
+        self.lease = lease
         self.flush_interval = flush_interval
         self.start_linger = start_linger
         self.max_batch = max_batch
@@ -167,6 +192,7 @@ class MirrorBatcher:
         self._closing = False
         self._inflight = False
         self.flushes = 0
+        self.failing_since: float | None = None  # monotonic time of the first failed flush
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -192,7 +218,8 @@ class MirrorBatcher:
 
     # -- transitions -----------------------------------------------------------------------
     async def claim(self, row_id: UUID, token: str, *, flush_now: bool = False) -> Job | None:
-        """``running`` (attempts + 1): the claimed row, or None if the token no longer holds.
+        """``running`` (attempts + 1, lease taken): the claimed row, or None if the token no
+        longer holds.
 
         ``flush_now``: no other claim can join this batch (every job slot of the worker is
         taken), so waiting out the claim linger would only add latency.
@@ -211,25 +238,24 @@ class MirrorBatcher:
             self._now.set()
         return await future
 
-    def heartbeat(self, running: list[tuple[UUID, str]]) -> None:
-        now = self.clock()
-        writes = self._batch.writes
-        for key in running:
-            if key not in writes:  # a final transition of the attempt already says more
-                writes[key] = (HEARTBEAT, now, None, None, None)
-        self._signal(urgent=False)
-
     def succeed(self, row_id: UUID, token: str, result_json: str) -> None:
-        self._add(row_id, token, (SUCCEED, self.clock(), result_json, None, None))
+        self._add(row_id, token, (SUCCEED, self.clock(), result_json, None, None, "succeeded"))
 
-    def retry(self, row_id: UUID, token: str, error: str, run_after: datetime) -> None:
-        self._add(row_id, token, (RETRY, self.clock(), None, error, run_after))
+    def retry(
+        self, row_id: UUID, token: str, error: str, run_after: datetime, *, timed_out: bool
+    ) -> None:
+        outcome = "timed_out" if timed_out else "retrying"
+        self._add(row_id, token, (RETRY, self.clock(), None, error, run_after, outcome))
 
-    def fail(self, row_id: UUID, token: str, error: str) -> None:
-        self._add(row_id, token, (FAIL, self.clock(), None, error, None))
+    def fail(self, row_id: UUID, token: str, error: str, *, timed_out: bool = False) -> None:
+        outcome = "timed_out" if timed_out else "failed"
+        self._add(row_id, token, (FAIL, self.clock(), None, error, None, outcome))
 
-    def interrupt(self, row_id: UUID, token: str, reason: str) -> None:
-        self._add(row_id, token, (INTERRUPT, self.clock(), None, reason, None))
+    def interrupt(
+        self, row_id: UUID, token: str, reason: str, *, run_after: datetime | None = None
+    ) -> None:
+        """Back to ``retrying`` without counting the attempt (due at once, or at run_after)."""
+        self._add(row_id, token, (INTERRUPT, self.clock(), None, reason, run_after, "interrupted"))
 
     def pending(self) -> int:
         return self._batch.size()
@@ -243,7 +269,10 @@ class MirrorBatcher:
 
     # -- internals -------------------------------------------------------------------------
     def _add(self, row_id: UUID, token: str, write: _Write) -> None:
-        self._batch.writes[(row_id, token)] = write
+        kind, at, result, error, run_after, outcome = write
+        if error is not None:
+            error = storable_text(error)
+        self._batch.writes[(row_id, token)] = (kind, at, result, error, run_after, outcome)
         self._signal(urgent=False)
 
     def _signal(self, *, urgent: bool) -> None:
@@ -287,12 +316,15 @@ class MirrorBatcher:
                 finally:
                     self._inflight = False
                 if not ok:
+                    if self.failing_since is None:
+                        self.failing_since = time.monotonic()
                     self._requeue(batch)
                     if self._closing and backoff > 2:
                         return
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                self.failing_since = None
                 backoff = 0.1
             if self._closing and not self._batch.size():
                 return
@@ -300,9 +332,7 @@ class MirrorBatcher:
     def _requeue(self, batch: _Batch) -> None:
         """Keep the final transitions of a failed flush for the next one (claims already failed)."""
         for key, write in batch.writes.items():
-            newer = self._batch.writes.get(key)
-            if newer is None or (newer[0] == HEARTBEAT and write[0] != HEARTBEAT):
-                self._batch.writes[key] = write
+            self._batch.writes.setdefault(key, write)
         if batch.writes:
             self._signal(urgent=False)
 
@@ -332,43 +362,36 @@ class MirrorBatcher:
             await asyncio.sleep(0.005 * 2**attempt)
         raise DatabaseError("unreachable")  # pragma: no cover
 
-    async def _flush(self, batch: _Batch) -> bool:
-        ids: list[UUID] = []
-        tokens: list[str] = []
-        kinds: list[str] = []
-        ats: list[datetime] = []
-        results: list[str | None] = []
-        errors: list[str | None] = []
-        run_afters: list[datetime | None] = []
+    def _arguments(self, batch: _Batch) -> list[Any]:
+        columns: list[list[Any]] = [[] for _ in range(8)]
         for (row_id, token), (at, _) in batch.starts.items():
-            ids.append(row_id)
-            tokens.append(token)
-            kinds.append(START)
-            ats.append(at)
-            results.append(None)
-            errors.append(None)
-            run_afters.append(None)
-        for (row_id, token), (kind, at, result, error, run_after) in batch.writes.items():
-            ids.append(row_id)
-            tokens.append(token)
-            kinds.append(kind)
-            ats.append(at)
-            results.append(result)
-            errors.append(error)
-            run_afters.append(run_after)
+            for column, value in zip(
+                columns, (row_id, token, START, at, None, None, None, None), strict=True
+            ):
+                column.append(value)
+        for (row_id, token), (kind, at, result, error, run_after, outcome) in batch.writes.items():
+            for column, value in zip(
+                columns, (row_id, token, kind, at, result, error, run_after, outcome), strict=True
+            ):
+                column.append(value)
+        ids, tokens, kinds, ats, results, errors, run_afters, outcomes = columns
+        return [
+            ids, tokens, kinds, ats, results, errors, run_afters, self.worker_id, self.lease,
+            outcomes,
+        ]  # fmt: skip
+
+    async def _flush(self, batch: _Batch) -> bool:
+        """Write one batch. False when the database could not be reached (the final
+        transitions are kept for the next flush); a statement refused for any other reason
+        is split until only the offending write fails, with a clear error on its row."""
         try:
-            rows = await self._execute(
-                [ids, tokens, kinds, ats, results, errors, run_afters, self.worker_id]
-            )
-        except (asyncpg.PostgresError, DatabaseError, *_CONNECTION_ERRORS) as exc:
-            metrics.MIRROR_FLUSH_ERRORS.inc()
-            log.warning("mirror: writing %d transition(s) failed: %s", batch.size(), exc)
-            failure = DatabaseError(f"mirror write failed: {exc}")
-            for _, future in batch.starts.values():
-                if not future.done():
-                    future.set_exception(failure)
-            batch.starts = {}
-            return False
+            rows = await self._execute(self._arguments(batch))
+        except (DatabaseError, *_CONNECTION_ERRORS) as exc:
+            return self._unreachable(batch, exc)
+        except asyncpg.PostgresError as exc:
+            if is_retryable(exc):
+                return self._unreachable(batch, exc)
+            return await self._split(batch, exc)
         self.flushes += 1
         metrics.MIRROR_BATCH.observe(batch.size())
         if not batch.starts:
@@ -380,6 +403,42 @@ class MirrorBatcher:
         for key, (_, future) in batch.starts.items():
             if not future.done():
                 future.set_result(claimed.get(key))
+        return True
+
+    def _unreachable(self, batch: _Batch, exc: BaseException) -> bool:
+        metrics.MIRROR_FLUSH_ERRORS.inc()
+        log.warning("mirror: writing %d transition(s) failed: %s", batch.size(), exc)
+        failure = DatabaseError(f"mirror write failed: {exc}")
+        for _, future in batch.starts.values():
+            if not future.done():
+                future.set_exception(failure)
+        batch.starts = {}
+        return False
+
+    async def _split(self, batch: _Batch, exc: asyncpg.PostgresError) -> bool:
+        metrics.MIRROR_FLUSH_ERRORS.inc()
+        if batch.size() > 1:
+            # a write that succeeded in one half and is written again after a failure in
+            # the other is a no-op: every element is a compare-and-set
+            first, second = batch.halves()
+            ok_first = await self._flush(first)
+            ok_second = await self._flush(second)
+            return ok_first and ok_second
+        for (row_id, _token), (_, future) in batch.starts.items():
+            log.error("mirror: the claim of job %s was refused: %s", row_id, exc)
+            if not future.done():
+                future.set_exception(DatabaseError(f"claim refused: {exc}"))
+        for (row_id, token), write in batch.writes.items():
+            if write[0] == FAIL and write[3] is not None and write[3].startswith(_UNSTORABLE):
+                log.error("mirror: job %s: even its failure could not be stored: %s", row_id, exc)
+                continue
+            log.error(
+                "mirror: job %s: outcome %s refused by the database: %s", row_id, write[0], exc
+            )
+            error = f"{_UNSTORABLE}: {type(exc).__name__}: {exc}"[:4000]
+            retry = _Batch()
+            retry.writes[(row_id, token)] = (FAIL, write[1], None, error, None, "failed")
+            return await self._flush(retry)
         return True
 
     def _job(self, row: asyncpg.Record) -> Job:

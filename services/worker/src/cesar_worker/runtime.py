@@ -1,4 +1,8 @@
-"""Everything one worker process holds: connections, registry, mirror, executor, reconciler."""
+"""Everything one worker process holds: connections, registry, mirror, executor, leases,
+reconciler, and the loops that drive them (lease renewal + heartbeat, reconciliation).
+
+The loops belong to the runtime, not to arq: they keep running while Redis is away, and the
+job tasks (owned by the executor) outlive any arq worker the process opens and closes."""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from cesar_core.db import Database
+from cesar_core.errors import DatabaseUnavailable
 from cesar_core.jobs.queue import JobQueue, utcnow
 from cesar_core.jobs.registry import JobRegistry, load_registry
 from cesar_core.redis import RedisClient, create_redis
@@ -20,6 +26,7 @@ from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
 from cesar_worker.duties import FailureAlerts, prune, record_worker_heartbeat, refresh_views
 from cesar_worker.executor import Executor
+from cesar_worker.leases import LeaseKeeper
 from cesar_worker.mirror import MirrorBatcher
 from cesar_worker.reconciler import Reconciler
 
@@ -54,6 +61,7 @@ class WorkerRuntime:
             db,
             worker_id=self.worker_id,
             clock=clock,
+            lease=timedelta(seconds=config.job_queue_stall_seconds),
             flush_interval=config.worker_mirror_flush_ms / 1000,
             start_linger=config.worker_mirror_start_linger_ms / 1000,
         )
@@ -69,6 +77,9 @@ class WorkerRuntime:
             rand=rand,
             resources=self.resources,
         )
+        self.leases = LeaseKeeper(
+            db, self.executor, lease=timedelta(seconds=config.job_queue_stall_seconds)
+        )
         self.reconciler = Reconciler(
             db=db,
             redis=redis,
@@ -78,7 +89,7 @@ class WorkerRuntime:
             batch_size=config.worker_reconcile_batch,
         )
         self.alerts = FailureAlerts(db=db, redis=redis, config=config, clock=clock)
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self._metrics_server: metrics.MetricsServer | None = None
 
     @classmethod
@@ -89,11 +100,7 @@ class WorkerRuntime:
         registry: JobRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> WorkerRuntime:
-        db = await Database.open(
-            config.require_database_url(),
-            min_size=config.db_pool_min_size,
-            max_size=config.db_pool_max_size,
-        )
+        db = await _open_database(config)
         redis = create_redis(config.redis_url.get_secret_value())
         return cls(
             config,
@@ -104,12 +111,16 @@ class WorkerRuntime:
             owns_connections=True,
         )
 
-    async def start(self, *, serve_metrics: bool = True) -> None:
+    async def start(self, *, serve_metrics: bool = True, reconcile: bool = True) -> None:
         self.mirror.start()
         self.resources["ollama"] = httpx.AsyncClient(
             base_url=self.config.ollama_url, timeout=self.config.ollama_timeout_seconds
         )
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
+        self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"))
+        if reconcile:
+            self._loops.append(
+                asyncio.create_task(self.reconciler.run_forever(), name="worker-reconciler")
+            )
         if serve_metrics and self.config.worker_metrics_port:
             try:
                 self._metrics_server = metrics.start_metrics_server(
@@ -120,11 +131,15 @@ class WorkerRuntime:
         log.info("worker %s started on queue %s", self.worker_id, self.config.job_queue_name)
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        """Interrupt the attempts still running (recorded as interrupted), write everything
+        the mirror holds, stop the loops, close what the runtime opened."""
+        await self.executor.stop()
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
-            self._heartbeat_task = None
+                await task
+        self._loops = []
         await self.mirror.close()
         client = self.resources.pop("ollama", None)
         if client is not None:
@@ -140,8 +155,16 @@ class WorkerRuntime:
             await self.db.close()
 
     async def beat(self) -> None:
-        """One heartbeat: running jobs' heartbeat_at (via the mirror) and worker_heartbeats."""
-        self.mirror.heartbeat(self.executor.running_jobs())
+        """Renew the running attempts' leases (fencing lost ones), then record this worker's
+        heartbeat, unless the mirror has been failing for a while: the health probe then
+        reports the worker unhealthy instead of green over a wedged mirror."""
+        await self.leases.renew()
+        failing_since = self.mirror.failing_since
+        if failing_since is not None:
+            failing_for = time.monotonic() - failing_since
+            if failing_for > 3 * self.config.job_queue_heartbeat_seconds:
+                log.error("job state writes failing for %.0fs; heartbeat withheld", failing_for)
+                return
         await record_worker_heartbeat(
             self.db,
             worker_id=self.worker_id,
@@ -158,7 +181,11 @@ class WorkerRuntime:
             try:
                 await self.beat()
             except Exception as exc:
-                log.warning("worker heartbeat failed: %s", exc)
+                # try again soon: once the database is back, live workers must renew before
+                # the reconciler's post-outage wait runs out
+                log.warning("lease renewal / heartbeat failed: %s", exc)
+                await asyncio.sleep(min(0.5, self.config.job_queue_heartbeat_seconds))
+                continue
             await asyncio.sleep(self.config.job_queue_heartbeat_seconds)
 
     # -- cron duties -------------------------------------------------------------------------
@@ -170,7 +197,9 @@ class WorkerRuntime:
             elif name == "refresh_views":
                 result = await refresh_views(self.db)
             elif name == "prune":
-                result = await prune(self.db, self.clock())
+                result = await prune(
+                    self.db, self.clock(), retention_days=self.config.job_queue_retention_days
+                )
             elif name == "failure_alerts":
                 result = await self.alerts.run_once()
             else:
@@ -181,3 +210,20 @@ class WorkerRuntime:
             return None
         metrics.CRON_RUNS.labels(name, "ok").inc()
         return result
+
+
+async def _open_database(config: WorkerConfig) -> Database:
+    """The pool, waiting (with backoff, up to 30 s between tries) while the database is
+    unreachable: a worker started before its database comes up waits instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            return await Database.open(
+                config.require_database_url(),
+                min_size=config.db_pool_min_size,
+                max_size=config.db_pool_max_size,
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("database not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

@@ -2,15 +2,21 @@
 
 The arq job carries no payload: the worker reads the payload from the row when it claims
 it (the row is the truth). Every job uses the one arq function :data:`ARQ_FUNCTION`; the
-worker looks the job type up in its registry, so a type it lacks fails honestly in
+worker looks the job type up in its registry, so a type it lacks waits visibly in
 ``job_queue`` instead of being lost inside arq.
+
+arq's default serializer is pickle, which runs code chosen by whoever can write to Redis.
+Every arq body here (ours and the worker's cron jobs) is JSON instead:
+:func:`job_serializer` / :func:`job_deserializer`; a pickled body is refused, never loaded.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any, Literal
 from uuid import UUID
 
 from arq.constants import in_progress_key_prefix, job_key_prefix
@@ -23,7 +29,11 @@ from cesar_core.redis import RedisClient
 __all__ = [
     "ARQ_EXPIRES_MS",
     "ARQ_FUNCTION",
+    "ArqState",
     "arq_job_id",
+    "arq_states",
+    "job_deserializer",
+    "job_serializer",
     "missing_from_redis",
     "new_token",
     "parse_arq_job_id",
@@ -32,6 +42,21 @@ __all__ = [
 
 ARQ_FUNCTION = "cesar.job"
 ARQ_EXPIRES_MS = 86_400_000  # arq's default: a job not started within a day expires
+
+
+ArqState = Literal["missing", "queued", "in_progress"]
+
+
+def job_serializer(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def job_deserializer(raw: bytes) -> dict[str, Any]:
+    """JSON only: anything else (a pickle written by an attacker) raises, unexecuted."""
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("an arq job body must be a JSON object")
+    return value
 
 
 def new_token() -> str:
@@ -60,7 +85,7 @@ async def push_jobs(
     if not dispatches:
         return
     now_ms = int(time.time() * 1000)
-    body = serialize_job(ARQ_FUNCTION, (), {}, None, now_ms)
+    body = serialize_job(ARQ_FUNCTION, (), {}, None, now_ms, serializer=job_serializer)
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for row_id, token in dispatches:
@@ -72,10 +97,12 @@ async def push_jobs(
         raise RedisUnavailable(f"cannot dispatch jobs to arq: {exc or type(exc).__name__}") from exc
 
 
-async def missing_from_redis(
+async def arq_states(
     redis: RedisClient, queue_name: str, dispatches: Sequence[tuple[UUID, str]]
-) -> list[int]:
-    """Indexes of the dispatches arq no longer holds (no job key, or neither queued nor running)."""
+) -> list[ArqState]:
+    """Where arq holds each dispatch: waiting in the queue, started by a worker (its
+    in-progress key is set), or nowhere (no job key, or neither queued nor started: a flushed
+    or restarted Redis)."""
     if not dispatches:
         return []
     try:
@@ -88,9 +115,21 @@ async def missing_from_redis(
             answers = await pipe.execute()
     except (RedisError, OSError) as exc:
         raise RedisUnavailable(f"cannot look jobs up in arq: {exc or type(exc).__name__}") from exc
-    missing = []
+    states: list[ArqState] = []
     for i in range(len(dispatches)):
         has_key, score, in_progress = answers[3 * i : 3 * i + 3]
         if not has_key or (score is None and not in_progress):
-            missing.append(i)
-    return missing
+            states.append("missing")
+        elif in_progress:  # arq keeps the queue entry until the job finishes
+            states.append("in_progress")
+        else:
+            states.append("queued")
+    return states
+
+
+async def missing_from_redis(
+    redis: RedisClient, queue_name: str, dispatches: Sequence[tuple[UUID, str]]
+) -> list[int]:
+    """Indexes of the dispatches arq no longer holds (see :func:`arq_states`)."""
+    states = await arq_states(redis, queue_name, dispatches)
+    return [i for i, state in enumerate(states) if state == "missing"]

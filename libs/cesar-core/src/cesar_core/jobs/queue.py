@@ -4,7 +4,9 @@ Enqueue writes the row first (``pending``, with a fresh dispatch token when it i
 pushes the arq job ``<id>:<token>``, then marks the row ``queued`` if that token still holds.
 When Redis is down the row stays ``pending`` and the worker's reconciler dispatches it later;
 nothing is lost and the caller gets no error. Jobs due later stay ``pending`` in the database
-(no arq job) until the reconciler finds them due.
+(no arq job) until the reconciler finds them due. Once the row is stored and pushed, the
+caller gets its job even if the last write (``queued``) fails: the row then stays ``pending``
+with its token, which the worker's claim accepts, so a client never retries a job that runs.
 """
 
 from __future__ import annotations
@@ -151,6 +153,13 @@ class JobQueue:
             raise JobNotFound(f"no job with id {job_id}")
         return job
 
+    async def attempts(self, job_id: UUID) -> list[dict[str, Any]]:
+        """The job's attempts, oldest first (``job_attempts``)."""
+        async with self.db.connection() as conn:
+            if await repo.get_job(conn, job_id) is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            return await repo.list_attempts(conn, job_id)
+
     async def list(
         self,
         *,
@@ -237,7 +246,16 @@ class JobQueue:
                 log.warning("could not release dispatch tokens (grace period applies): %s", db_exc)
             return False
         now = self.clock()
-        await self._tx(lambda conn: repo.mark_queued(conn, dispatches, now))
+        try:
+            await self._tx(lambda conn: repo.mark_queued(conn, dispatches, now))
+        except DatabaseError as exc:
+            # The jobs are stored and in arq: the worker's claim accepts a pending row with
+            # its token, so failing here would only make the caller enqueue a second copy.
+            log.warning(
+                "%d job(s) dispatched but not marked queued (they run all the same): %s",
+                len(dispatches),
+                exc,
+            )
         return True
 
     def _max_attempts(self, max_attempts: int | None) -> int:

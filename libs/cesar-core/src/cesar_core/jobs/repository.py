@@ -1,5 +1,7 @@
 """The SQL of the job system. Every function takes a connection; the caller owns the
-transaction. Timestamps come from the caller's clock (injectable in tests), never ``now()``.
+transaction. Timestamps come from the caller's clock (injectable in tests), never ``now()``, except for
+leases: they are judged by the database's clock alone, so no host's clock can make a live
+attempt look dead.
 
 Every update a worker or dispatcher makes is conditioned on the row's ``dispatch_token``: a
 stale holder (one whose job was re-dispatched, cancelled or retried) changes nothing.
@@ -10,7 +12,7 @@ that form (and ``UPDATE ... FROM``) works on PostgreSQL and CockroachDB alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,19 +24,23 @@ __all__ = [
     "Dispatch",
     "cancel_job",
     "claim_due",
-    "claim_stalled",
+    "claim_expired",
     "count_active",
     "find_active_by_unique_key",
     "get_job",
     "insert_job",
     "insert_jobs",
+    "list_attempts",
     "list_jobs",
-    "lost_candidates",
     "mark_queued",
+    "prune_finished",
+    "queued_page",
     "recent_failures",
     "release_dispatch",
+    "renew_leases",
     "requeue_lost",
     "retry_job",
+    "tick_lease_clock",
 ]
 
 Dispatch = tuple[UUID, str, str]  # (row id, dispatch token, job type)
@@ -99,7 +105,7 @@ WHERE j.id = v.id AND j.dispatch_token = v.token AND j.status IN ('pending', 're
 
 CANCEL_JOB = f"""
 UPDATE job_queue SET status = 'cancelled', dispatch_token = NULL, finished_at = $2,
-                     updated_at = $2
+                     updated_at = $2, lease_expires_at = NULL
 WHERE id = $1 AND status IN {_ACTIVE}
 RETURNING {JOB_COLUMNS}
 """
@@ -128,30 +134,102 @@ WHERE id IN (
 RETURNING id, dispatch_token, job_type
 """
 
-# Reconciler: running rows whose worker stopped heartbeating. The lost attempt counts;
-# with attempts left the row goes back to retrying (due now), otherwise it fails.
-CLAIM_STALLED = """
-UPDATE job_queue SET
-    status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'retrying' END,
-    finished_at = CASE WHEN attempts >= max_attempts THEN CAST($1 AS TIMESTAMPTZ) ELSE NULL END,
-    last_error = 'worker ' || COALESCE(worker_id, 'unknown')
-                 || ' stopped heartbeating during the attempt (killed or stalled)',
-    dispatch_token = NULL, run_after = $1, updated_at = $1
-WHERE id IN (
-    SELECT id FROM job_queue
-    WHERE status = 'running' AND heartbeat_at < $2
-    ORDER BY heartbeat_at
-    LIMIT $3
+# Reconciler: running rows whose lease expired by the database's clock (the owner stopped
+# renewing). The lost attempt counts; with attempts left the row goes back to retrying (due
+# now), otherwise it fails. Rows claimed before leases existed fall back to heartbeat_at.
+# The old token comes back so the attempt's row in job_attempts can be closed as `lost`.
+CLAIM_EXPIRED = """
+UPDATE job_queue AS j SET
+    status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'retrying' END,
+    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN CAST($1 AS TIMESTAMPTZ) ELSE NULL END,
+    last_error = 'worker ' || COALESCE(j.worker_id, 'unknown')
+                 || ' stopped renewing its lease during the attempt (killed, stalled or cut off)',
+    dispatch_token = NULL, lease_expires_at = NULL, run_after = $1, updated_at = $1
+FROM (
+    SELECT id, dispatch_token FROM job_queue
+    WHERE status = 'running'
+      AND (lease_expires_at < now()
+           OR (lease_expires_at IS NULL AND heartbeat_at < now() - $3::INTERVAL))
+    ORDER BY lease_expires_at
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
-)
-RETURNING id, status, job_type
+) AS s
+WHERE j.id = s.id AND j.status = 'running'
+RETURNING j.id, j.status, j.job_type, s.dispatch_token AS old_token, j.last_error
 """
 
-LOST_CANDIDATES = """
-SELECT id, dispatch_token, job_type FROM job_queue
+# The renewal: one statement per worker and period for all its running attempts. What comes
+# back is what the worker still owns; an attempt missing from the answer was taken over or
+# cancelled, and the worker cancels it locally (self-fencing).
+RENEW_LEASES = """
+UPDATE job_queue AS j SET heartbeat_at = now(), lease_expires_at = now() + $3::INTERVAL
+FROM unnest($1::UUID[], $2::TEXT[]) AS v(id, token)
+WHERE j.id = v.id AND j.dispatch_token = v.token AND j.status = 'running'
+RETURNING j.id, v.token
+"""
+
+# Every reconciler pass ticks the shared clock; a gap longer than $1 between two ticks means
+# nobody could reach the database, so live workers get a full lease to renew before any
+# takeover. Answers for how long the database has been reachable without a gap.
+TICK_LEASE_CLOCK = """
+INSERT INTO job_lease_clock (id, last_tick_at, reachable_since) VALUES (1, now(), now())
+ON CONFLICT (id) DO UPDATE SET
+    reachable_since = CASE WHEN job_lease_clock.last_tick_at < now() - $1::INTERVAL
+                           THEN now() ELSE job_lease_clock.reachable_since END,
+    last_tick_at = now()
+RETURNING CAST(EXTRACT(EPOCH FROM (now() - reachable_since)) AS FLOAT8) AS reachable_for
+"""
+
+CLOSE_ATTEMPTS = """
+UPDATE job_attempts AS a SET finished_at = $4, outcome = $5, error = v.error
+FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[]) AS v(id, token, error)
+WHERE a.job_id = v.id AND a.dispatch_token = v.token AND a.finished_at IS NULL
+"""
+
+CANCEL_ATTEMPTS = """
+UPDATE job_attempts SET finished_at = $2, outcome = 'cancelled', error = 'cancelled'
+WHERE job_id = $1 AND finished_at IS NULL
+"""
+
+SELECT_ATTEMPTS = """
+SELECT job_id, attempt, dispatch_token, worker_id, started_at, finished_at, outcome, error
+FROM job_attempts WHERE job_id = $1
+ORDER BY started_at, dispatch_token
+"""
+
+# Lost-job detection walks every queued row across passes, in (updated_at, id) order.
+LOST_FIRST_PAGE = """
+SELECT id, dispatch_token, job_type, updated_at FROM job_queue
 WHERE status = 'queued' AND updated_at <= $1
-ORDER BY updated_at
+ORDER BY updated_at, id
 LIMIT $2
+"""
+
+LOST_NEXT_PAGE = """
+SELECT id, dispatch_token, job_type, updated_at FROM job_queue
+WHERE status = 'queued' AND updated_at <= $1 AND (updated_at, id) > ($3, $4::UUID)
+ORDER BY updated_at, id
+LIMIT $2
+"""
+
+# Retention: finished jobs older than the cutoff, and their attempts, in batches.
+PRUNE_FINISHED_JOBS = """
+DELETE FROM job_queue WHERE id IN (
+    SELECT id FROM job_queue
+    WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+    LIMIT $2
+)
+RETURNING id
+"""
+
+PRUNE_ATTEMPTS = """
+DELETE FROM job_attempts WHERE job_id = ANY($1::UUID[])
+"""
+
+PRUNE_OLD_ATTEMPTS = """
+DELETE FROM job_attempts WHERE finished_at < $1 AND dispatch_token IN (
+    SELECT dispatch_token FROM job_attempts WHERE finished_at < $1 LIMIT $2
+)
 """
 
 REQUEUE_LOST = """
@@ -266,7 +344,10 @@ async def release_dispatch(conn: asyncpg.Connection, dispatches: Sequence[Dispat
 
 async def cancel_job(conn: asyncpg.Connection, job_id: UUID, now: datetime) -> Job | None:
     row = await conn.fetchrow(CANCEL_JOB, job_id, now)
-    return Job.from_row(row) if row is not None else None
+    if row is None:
+        return None
+    await conn.execute(CANCEL_ATTEMPTS, job_id, now)
+    return Job.from_row(row)
 
 
 async def retry_job(
@@ -283,19 +364,65 @@ async def claim_due(
     return [(r["id"], r["dispatch_token"], r["job_type"]) for r in rows]
 
 
-async def claim_stalled(
-    conn: asyncpg.Connection, *, now: datetime, heartbeat_before: datetime, limit: int
+async def claim_expired(
+    conn: asyncpg.Connection, *, now: datetime, lease: timedelta, limit: int
 ) -> list[tuple[UUID, str, str]]:
-    """(id, new status, job type) of every stalled running row taken back."""
-    rows = await conn.fetch(CLAIM_STALLED, now, heartbeat_before, limit)
+    """(id, new status, job type) of every running row whose lease expired, taken back; the
+    attempts they were running are closed as ``lost``."""
+    rows = await conn.fetch(CLAIM_EXPIRED, now, limit, lease)
+    if rows:
+        await conn.execute(
+            CLOSE_ATTEMPTS,
+            [r["id"] for r in rows],
+            [r["old_token"] for r in rows],
+            [r["last_error"] for r in rows],
+            now,
+            "lost",
+        )
     return [(r["id"], r["status"], r["job_type"]) for r in rows]
 
 
-async def lost_candidates(
-    conn: asyncpg.Connection, *, queued_before: datetime, limit: int
-) -> list[Dispatch]:
-    rows = await conn.fetch(LOST_CANDIDATES, queued_before, limit)
-    return [(r["id"], r["dispatch_token"], r["job_type"]) for r in rows]
+async def renew_leases(
+    conn: asyncpg.Connection, attempts: Sequence[tuple[UUID, str]], lease: timedelta
+) -> set[tuple[UUID, str]]:
+    """Extend the leases of ``attempts`` (id, token); returns those the caller still owns."""
+    if not attempts:
+        return set()
+    rows = await conn.fetch(RENEW_LEASES, [a[0] for a in attempts], [a[1] for a in attempts], lease)
+    return {(r["id"], r["token"]) for r in rows}
+
+
+async def tick_lease_clock(conn: asyncpg.Connection, *, outage_gap: timedelta) -> float:
+    """Seconds the database has been reachable without a gap (see :data:`TICK_LEASE_CLOCK`)."""
+    return float(await conn.fetchval(TICK_LEASE_CLOCK, outage_gap))
+
+
+async def list_attempts(conn: asyncpg.Connection, job_id: UUID) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(SELECT_ATTEMPTS, job_id)]
+
+
+async def queued_page(
+    conn: asyncpg.Connection,
+    *,
+    queued_before: datetime,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[tuple[UUID, str, str, datetime]]:
+    """The next page of queued rows after ``after`` (id, token, type, updated_at)."""
+    if after is None:
+        rows = await conn.fetch(LOST_FIRST_PAGE, queued_before, limit)
+    else:
+        rows = await conn.fetch(LOST_NEXT_PAGE, queued_before, limit, after[0], after[1])
+    return [(r["id"], r["dispatch_token"], r["job_type"], r["updated_at"]) for r in rows]
+
+
+async def prune_finished(conn: asyncpg.Connection, *, finished_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished jobs older than the cutoff, with their attempts."""
+    ids = [r["id"] for r in await conn.fetch(PRUNE_FINISHED_JOBS, finished_before, limit)]
+    if ids:
+        await conn.execute(PRUNE_ATTEMPTS, ids)
+    status = await conn.execute(PRUNE_OLD_ATTEMPTS, finished_before, limit)
+    return len(ids) + int(status.split()[-1])
 
 
 async def requeue_lost(
