@@ -109,9 +109,10 @@ async def runtime(
     clock: FakeClock,
     arq_cleanup: None,
 ) -> AsyncIterator[WorkerRuntime]:
-    """A worker runtime with an injected clock, no arq loop: tests drive it directly."""
+    """A worker runtime with an injected clock, no arq loop and no loops of its own (lease
+    renewal, reconciler): tests drive it directly."""
     rt = WorkerRuntime(config, db, redis, registry, clock=clock, rand=lambda: 0.5)
-    await rt.start(serve_metrics=False)
+    await rt.start(serve_metrics=False, loops=False)
     try:
         yield rt
     finally:
@@ -124,6 +125,22 @@ async def queue(
 ) -> JobQueue:
     """A queue on the real clock, for tests with worker processes."""
     return JobQueue(db, redis, config, registry)
+
+
+async def expire_leases(db: Database) -> None:
+    """Every running attempt's lease ran out (by the database's clock), and the database has
+    been reachable for long: the reconciler may take them over."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE job_queue SET lease_expires_at = now() - INTERVAL '1 second'"
+            " WHERE status = 'running'"
+        )
+        await conn.execute(
+            "INSERT INTO job_lease_clock (id, last_tick_at, reachable_since)"
+            " VALUES (1, now(), now() - INTERVAL '1 hour')"
+            " ON CONFLICT (id) DO UPDATE SET last_tick_at = now(),"
+            " reachable_since = now() - INTERVAL '1 hour'"
+        )
 
 
 async def wait_for(

@@ -16,7 +16,7 @@ from cesar_core.redis import RedisClient
 from cesar_worker.runtime import WorkerRuntime
 from pydantic import BaseModel
 
-from .conftest import FakeClock
+from .conftest import FakeClock, expire_leases
 
 
 class Flaky(BaseModel):
@@ -68,6 +68,13 @@ def registry() -> JobRegistry:
     reg.register(JobType(JobSpec("test.gated", Gated, timeout_seconds=60), gated))
     reg.register(JobType(JobSpec("test.nul", Nul, timeout_seconds=5), nul))
     return reg
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters() -> None:
+    """The call counters and gates are per test: nothing leaks from one test to the next."""
+    CALLS.clear()
+    GATES.clear()
 
 
 async def deliver(rt: WorkerRuntime, job_id: UUID) -> str:
@@ -200,8 +207,8 @@ async def test_stale_worker_late_update_changes_nothing(
     first_token = (await runtime.queue.get(job.id)).dispatch_token or ""
     first = asyncio.create_task(runtime.executor.run(arq_job_id(job.id, first_token)))
     await _until_status(runtime.queue, job.id, JobStatus.RUNNING)
-    # the first worker stops heartbeating (as far as the row can tell): it is taken over
-    clock.advance(seconds=config.job_queue_stall_seconds + 1)
+    # the first worker stops renewing its lease (as far as the row can tell): taken over
+    await expire_leases(runtime.db)
     report = await runtime.reconciler.run_once()
     assert report.redispatched_stalled == 1 and report.dispatched == 1
     second_token = (await runtime.queue.get(job.id)).dispatch_token or ""
@@ -215,7 +222,6 @@ async def test_stale_worker_late_update_changes_nothing(
     # now the stale first worker finishes and reports: nothing changes
     assert await first == "succeeded"
     runtime.mirror.fail(job.id, first_token, "late failure from a stale worker")
-    runtime.mirror.heartbeat([(job.id, first_token)])
     await runtime.mirror.drain()
     after = await runtime.queue.get(job.id)
     assert (after.status, after.attempts, after.finished_at) == (
@@ -223,7 +229,7 @@ async def test_stale_worker_late_update_changes_nothing(
         2,
         finished_at,
     )
-    assert after.last_error is not None and "stopped heartbeating" in after.last_error
+    assert after.last_error is not None and "stopped renewing its lease" in after.last_error
     # and a late redelivery of the first token does not run again
     assert await runtime.executor.run(arq_job_id(job.id, first_token)) == "stale"
 
@@ -236,7 +242,7 @@ async def test_stalled_job_without_attempts_left_fails(
     token = (await runtime.queue.get(job.id)).dispatch_token or ""
     task = asyncio.create_task(runtime.executor.run(arq_job_id(job.id, token)))
     await _until_status(runtime.queue, job.id, JobStatus.RUNNING)
-    clock.advance(seconds=config.job_queue_stall_seconds + 1)
+    await expire_leases(runtime.db)
     report = await runtime.reconciler.run_once()
     assert report.failed_stalled == 1
     row = await runtime.queue.get(job.id)
@@ -261,13 +267,23 @@ async def test_payload_broken_in_the_row_fails_without_retry(
     assert row.last_error is not None and "sleep_seconds" in row.last_error
 
 
-async def test_unknown_job_type_in_the_row_fails(runtime: WorkerRuntime, db: Database) -> None:
-    job = await runtime.queue.enqueue("maintenance.noop", {})
+async def test_unknown_job_type_waits_visibly_for_a_worker_that_knows_it(
+    runtime: WorkerRuntime, db: Database, clock: FakeClock
+) -> None:
+    """An older worker during a rolling deploy must not fail a job of a type it lacks."""
+    job = await runtime.queue.enqueue("maintenance.noop", {}, max_attempts=1)
     async with db.connection() as conn:
-        await conn.execute("UPDATE job_queue SET job_type = 'gone.away' WHERE id = $1", job.id)
-    assert await deliver(runtime, job.id) == "failed"
+        await conn.execute("UPDATE job_queue SET job_type = 'newer.type' WHERE id = $1", job.id)
+    assert await deliver(runtime, job.id) == "unknown_type"
     row = await runtime.queue.get(job.id)
-    assert row.last_error is not None and "unknown job type 'gone.away'" in row.last_error
+    assert (row.status, row.attempts, row.dispatch_token) == (JobStatus.RETRYING, 0, None)
+    assert row.last_error is not None
+    assert "waiting for a worker that knows job type 'newer.type'" in row.last_error
+    delay = runtime.config.job_queue_unknown_type_delay_seconds
+    assert row.run_after == clock.now + timedelta(seconds=delay)
+    assert (await runtime.reconciler.run_once()).dispatched == 0  # not before the delay
+    clock.advance(seconds=delay + 1)
+    assert (await runtime.reconciler.run_once()).dispatched == 1  # offered again, still alive
 
 
 async def test_lost_queued_job_is_dispatched_again(

@@ -111,16 +111,18 @@ class WorkerRuntime:
             owns_connections=True,
         )
 
-    async def start(self, *, serve_metrics: bool = True, reconcile: bool = True) -> None:
+    async def start(self, *, serve_metrics: bool = True, loops: bool = True) -> None:
+        """Start the mirror and (unless ``loops`` is False: tests drive them by hand) the
+        lease-renewal/heartbeat loop and the reconciler loop."""
         self.mirror.start()
         self.resources["ollama"] = httpx.AsyncClient(
             base_url=self.config.ollama_url, timeout=self.config.ollama_timeout_seconds
         )
-        self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"))
-        if reconcile:
-            self._loops.append(
-                asyncio.create_task(self.reconciler.run_forever(), name="worker-reconciler")
-            )
+        if loops:
+            self._loops = [
+                asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+                asyncio.create_task(self.reconciler.run_forever(), name="worker-reconciler"),
+            ]
         if serve_metrics and self.config.worker_metrics_port:
             try:
                 self._metrics_server = metrics.start_metrics_server(
