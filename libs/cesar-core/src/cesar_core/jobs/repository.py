@@ -194,7 +194,7 @@ WHERE job_id = $1 AND finished_at IS NULL
 SELECT_ATTEMPTS = """
 SELECT job_id, attempt, dispatch_token, worker_id, started_at, finished_at, outcome, error
 FROM job_attempts WHERE job_id = $1
-ORDER BY started_at, dispatch_token
+ORDER BY started_at, attempt, dispatch_token
 """
 
 # Lost-job detection walks every queued row across passes, in (updated_at, id) order.
