@@ -1,10 +1,11 @@
-"""/api/v1/jobs: enqueue, list/filter, get, retry, cancel (the job system's public interface)."""
+"""/api/v1/jobs: enqueue, list/filter, get, attempts, retry, cancel (the job system's public
+interface)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -61,6 +62,25 @@ class JobOut(BaseModel):
 
 class JobPage(Page):
     items: list[JobOut]
+
+
+class AttemptOut(BaseModel):
+    """One attempt of a job (``job_attempts``): who ran it, when, and how it ended."""
+
+    attempt: int
+    worker_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: (
+        Literal["succeeded", "failed", "retrying", "timed_out", "interrupted", "lost", "cancelled"]
+        | None
+    ) = Field(description="null while the attempt runs")
+    error: str | None
+
+
+class AttemptList(BaseModel):
+    job_id: UUID
+    items: list[AttemptOut]
 
 
 def page_body(page: JobPageJson, limit: int) -> bytes:
@@ -123,6 +143,13 @@ async def list_jobs(
 @router.get("/{job_id}", response_model=JobOut)
 async def get_job(job_id: UUID, queue: QueueDep, _key: ReadKey) -> JobOut:
     return JobOut.of(await queue.get(job_id))
+
+
+@router.get("/{job_id}/attempts", response_model=AttemptList)
+async def list_attempts(job_id: UUID, queue: QueueDep, _key: ReadKey) -> AttemptList:
+    """Every attempt of the job, oldest first; 404 for an unknown job."""
+    rows = await queue.attempts(job_id)
+    return AttemptList(job_id=job_id, items=[AttemptOut.model_validate(r) for r in rows])
 
 
 @router.post("/{job_id}/retry", response_model=JobOut)
