@@ -121,18 +121,32 @@ async def test_search_by_payload_text_and_id_prefix(jobs_page: AppTest) -> None:
     assert matching(at) == 1
 
 
+ATTEMPTS = f"""
+INSERT INTO job_attempts (job_id, dispatch_token, attempt, worker_id, started_at, finished_at,
+                          outcome, error) VALUES
+ ('{FAILED_ID}', 't1', 1, 'worker-a', now() - INTERVAL '2 minutes', now() - INTERVAL '110 seconds',
+  'lost', 'worker worker-a stopped renewing its lease'),
+ ('{FAILED_ID}', 't2', 2, 'worker-b', now() - INTERVAL '1 minute', now(), 'failed',
+  'upstream said 429')
+"""
+
+
 async def test_details_show_payload_attempts_error_result_and_timeline(
-    jobs_page: AppTest,
+    jobs_page: AppTest, seed: Any
 ) -> None:
     at = jobs_page
+    await seed(ATTEMPTS, refresh=False)
     check(at.selectbox(key="jobs_selected").set_value(FAILED_ID).run())
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "failed"
     assert metrics["Attempts"] == "2/5"
     assert "upstream said 429" in texts(at.code)
     assert any('"symbol"' in j.value and "AAPL" in j.value for j in at.json)
-    timeline = at.dataframe[-1].value
+    timeline = next(d.value for d in at.dataframe if "event" in d.value.columns)
     assert list(timeline["event"]) == ["created", "run after", "started", "finished", "updated"]
+    history = next(d.value for d in at.dataframe if "outcome" in d.value.columns)
+    assert list(history["outcome"]) == ["lost", "failed"]
+    assert list(history["worker"]) == ["worker-a", "worker-b"]
 
     check(at.selectbox(key="jobs_selected").set_value("cccccccc-0000-4000-8000-000000000003").run())
     assert any('"rows"' in j.value and "42" in j.value for j in at.json)

@@ -183,6 +183,12 @@ FROM job_queue
 WHERE id = $1
 """
 
+JOB_ATTEMPTS_SQL = """
+SELECT attempt, worker_id, started_at, finished_at, outcome, error
+FROM job_attempts WHERE job_id = $1
+ORDER BY started_at, attempt
+"""
+
 AGENTS_SQL = """
 SELECT a.id, a.name, a.agent_type, a.status, a.last_heartbeat_at,
        CAST(EXTRACT(EPOCH FROM (now() - a.last_heartbeat_at)) AS FLOAT8)
@@ -315,8 +321,13 @@ async def job_ids(
 
 
 async def job(conn: asyncpg.Connection, job_id: UUID) -> Row | None:
+    """The job's row, with its attempts (``job_attempts``, oldest first) under ``attempt_rows``."""
     record = await conn.fetchrow(JOB_SQL, job_id)
-    return dict(record.items()) if record is not None else None
+    if record is None:
+        return None
+    row = dict(record.items())
+    row["attempt_rows"] = _rows(await conn.fetch(JOB_ATTEMPTS_SQL, job_id))
+    return row
 
 
 async def agents(conn: asyncpg.Connection) -> list[Row]:

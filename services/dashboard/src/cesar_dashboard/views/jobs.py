@@ -193,6 +193,30 @@ def _bulk_buttons(flt: JobFilter, counts: dict[str, int], can_act: bool) -> None
         st.caption(f"Bulk actions apply to the newest {api.MAX_BULK} matching jobs at most.")
 
 
+def _attempts(rows: list[dict[str, Any]]) -> None:
+    """Each attempt: who ran it, when, and how it ended (plain text: errors are untrusted)."""
+    st.markdown("**Attempts**")
+    if not rows:
+        st.caption("no attempt yet")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "attempt": [r["attempt"] for r in rows],
+                "worker": [r["worker_id"] or "—" for r in rows],
+                "started": [ui.fmt_time(r["started_at"]) for r in rows],
+                "finished": [
+                    ui.fmt_time(r["finished_at"]) if r["finished_at"] else "—" for r in rows
+                ],
+                "outcome": [r["outcome"] or "running" for r in rows],
+                "error": [(r["error"] or "")[:300] for r in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
 def _details(cfg: DashboardSettings, url: str, jobs: list[dict[str, Any]], can_act: bool) -> None:
     st.subheader("Job details")
     labels = {str(j["id"]): f"{str(j['id'])[:8]} · {j['job_type']} · {j['status']}" for j in jobs}
@@ -221,6 +245,7 @@ def _details(cfg: DashboardSettings, url: str, jobs: list[dict[str, Any]], can_a
     with right:
         _json_block("Result", job["result"])
     _timeline(job)
+    _attempts(job.get("attempt_rows") or [])
     status = str(job["status"])
     x, y = st.columns(2)
     if x.button(
