@@ -261,7 +261,7 @@ async def test_a_refused_write_fails_alone_and_the_rest_of_its_batch_is_written(
     keys = [(j.id, await token_of(runtime, j.id)) for j in jobs]
     for row_id, token in keys:
         assert await runtime.mirror.claim(row_id, token) is not None
-    bad_id, bad_token = keys[2]
+    bad_id = keys[2][0]
     for row_id, token in keys:
         # a result that is not JSON at all (nothing in the worker produces one any more)
         body = "{not json" if row_id == bad_id else '{"ok": true}'
