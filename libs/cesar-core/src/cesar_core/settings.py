@@ -177,19 +177,19 @@ class CoreSettings(BaseSettings):
                     )
         for name, url in self._connection_urls():
             scheme = _scheme(url)
-            if scheme in _DATABASE_SCHEMES and not self.allow_insecure_database:
-                if not _database_tls(url):
-                    raise ValueError(
-                        f"{name} ({describe_target(url)}) does not end with sslmode=require/"
-                        "verify-ca/verify-full (the last sslmode counts); use TLS in "
-                        "production (or ALLOW_INSECURE_DATABASE=true)"
-                    )
-            elif scheme in _REDIS_SCHEMES and not self.allow_insecure_redis:
-                if not _redis_tls(url):
-                    raise ValueError(
-                        f"{name} ({describe_target(url)}) is not rediss://; use TLS to Redis in "
-                        "production (or ALLOW_INSECURE_REDIS=true)"
-                    )
+            insecure_database = scheme in _DATABASE_SCHEMES and not _database_tls(url)
+            if insecure_database and not self.allow_insecure_database:
+                raise ValueError(
+                    f"{name} ({describe_target(url)}) does not end with sslmode=require/"
+                    "verify-ca/verify-full (the last sslmode counts); use TLS in "
+                    "production (or ALLOW_INSECURE_DATABASE=true)"
+                )
+            insecure_redis = scheme in _REDIS_SCHEMES and not _redis_tls(url)
+            if insecure_redis and not self.allow_insecure_redis:
+                raise ValueError(
+                    f"{name} ({describe_target(url)}) is not rediss://; use TLS to Redis in "
+                    "production (or ALLOW_INSECURE_REDIS=true)"
+                )
         return self
 
     def _connection_urls(self) -> list[tuple[str, str]]:
