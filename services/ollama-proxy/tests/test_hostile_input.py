@@ -5,6 +5,7 @@ a client sends reaches logs, Redis keys, metrics or ``llm_cache_metrics`` unchec
 from __future__ import annotations
 
 import secrets
+import socket
 
 import pytest
 from cesar_core.db import Database
@@ -145,3 +146,18 @@ async def test_a_bucket_the_database_refuses_is_dropped_alone(
         rows = await conn.fetch("SELECT model, requests FROM llm_cache_metrics ORDER BY model")
     assert [(r["model"], r["requests"]) for r in rows] == [(MODEL, 2), ("zz-other", 1)]
     assert results == ["dropped", "ok", "ok"]
+
+
+async def test_an_unreachable_upstream_is_named_by_host_only(start_proxy) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secret = "fake-" + "pw-7781"
+    async with (
+        start_proxy(OLLAMA_URL=f"http://user:{secret}@127.0.0.1:{port}") as running,
+        running.client() as http,
+    ):
+        answer = await http.get("/api/tags")
+        ready = await http.get("/readyz")
+    assert answer.status_code == 502 and f"127.0.0.1:{port}" in answer.json()["error"]
+    assert secret not in answer.text and secret not in ready.text

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 
 import httpx
+from cesar_core.redaction import describe_target
 
 from cesar_ollama_proxy.errors import ProxyBusy, UpstreamTimeout, UpstreamUnavailable
 
@@ -160,7 +161,7 @@ class Upstream:
                 release()
             if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
                 raise UpstreamUnavailable(
-                    f"cannot reach Ollama at {self.base_url}: {_reason(exc)}"
+                    f"cannot reach Ollama at {describe_target(self.base_url)}: {_reason(exc)}"
                 ) from exc
             if isinstance(exc, httpx.TimeoutException):
                 raise UpstreamTimeout("Ollama did not answer in time") from exc
