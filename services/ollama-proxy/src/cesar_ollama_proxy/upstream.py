@@ -89,8 +89,8 @@ class Upstream:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
-        #: what errors say about the upstream: host and port, never userinfo
-        self.target = describe_target(base_url)
+        #: what errors say about the upstream: scheme, host and port, never userinfo
+        self.target = f"{httpx.URL(base_url).scheme}://{describe_target(base_url)}"
         self.max_concurrent = max_concurrent
         self.queue_timeout = queue_timeout
         self._slots = asyncio.Semaphore(max_concurrent)
