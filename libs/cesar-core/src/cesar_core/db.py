@@ -18,7 +18,7 @@ from typing import Literal, TypeVar, cast
 import asyncpg
 
 from cesar_core.errors import DatabaseError, DatabaseUnavailable, SerializationFailure
-from cesar_core.settings import redact_url
+from cesar_core.redaction import describe_target
 
 __all__ = [
     "Database",
@@ -94,9 +94,9 @@ async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(normalize_dsn(url), timeout=timeout)
     except _UNAVAILABLE as exc:
-        raise DatabaseUnavailable(f"cannot reach {redact_url(url)}: {_reason(exc)}") from exc
+        raise DatabaseUnavailable(f"cannot reach {describe_target(url)}: {_reason(exc)}") from exc
     except asyncpg.PostgresError as exc:
-        raise DatabaseUnavailable(f"{redact_url(url)} refused the connection: {exc}") from exc
+        raise DatabaseUnavailable(f"{describe_target(url)} refused the connection: {exc}") from exc
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -139,9 +139,13 @@ class Database:
                 reset=_keep_session,
             )
         except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable(f"cannot reach {redact_url(url)}: {_reason(exc)}") from exc
+            raise DatabaseUnavailable(
+                f"cannot reach {describe_target(url)}: {_reason(exc)}"
+            ) from exc
         except asyncpg.PostgresError as exc:
-            raise DatabaseUnavailable(f"{redact_url(url)} refused the connection: {exc}") from exc
+            raise DatabaseUnavailable(
+                f"{describe_target(url)} refused the connection: {exc}"
+            ) from exc
         async with pool.acquire() as proxy:
             engine = await detect_engine(cast(asyncpg.Connection, proxy))
         return cls(pool, engine, url)

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from cesar_core.redaction import redact_text
+
 __all__ = ["JsonFormatter", "configure_logging", "redact"]
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<pw>[^@\s]+)@", re.I)
 _registered_secrets: set[str] = set()
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
-    """Hide URL passwords and every secret registered with :func:`configure_logging`."""
-    text = _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
+    """Hide URL passwords, ``password=`` values and every secret registered with
+    :func:`configure_logging`. Linear in ``len(text)``: log lines carry client input."""
+    text = redact_text(text)
     for secret in _registered_secrets:
         text = text.replace(secret, "***")
     return text

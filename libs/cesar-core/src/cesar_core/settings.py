@@ -2,7 +2,13 @@
 
 Each service subclasses :class:`CoreSettings`, builds it once at start-up with
 :func:`load_settings` and passes it down. Secrets are ``SecretStr`` and may also come from a
-file named by ``<VARIABLE>_FILE`` (Docker secrets).
+file named by ``<VARIABLE>_FILE`` (Docker secrets); setting both is refused.
+
+In ``production`` every database and Redis URL of the settings (whatever its variable) must
+use TLS, read the way the drivers read it: for PostgreSQL-wire URLs the *last* ``sslmode``
+(asyncpg keeps the last of a repeated parameter) must be require/verify-ca/verify-full; for
+Redis the scheme must be ``rediss://`` (a loopback host or a unix socket is exempt).
+``ALLOW_INSECURE_DATABASE`` / ``ALLOW_INSECURE_REDIS`` switch a check off deliberately.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from pydantic_settings import (
 )
 
 from cesar_core.errors import ConfigurationError
+from cesar_core.redaction import describe_target, redact_url
 
 __all__ = [
     "CoreSettings",
     "Environment",
+    "describe_target",
     "load_settings",
     "redact_url",
 ]
@@ -32,7 +40,11 @@ __all__ = [
 Environment = Literal["production", "staging", "development"]
 
 _PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "example", "xxx")
-_TLS_SSLMODES = {"require", "verify-ca", "verify-full"}
+# asyncpg also accepts the underscore spellings (SSLMode.parse)
+_TLS_SSLMODES = {"require", "verify-ca", "verify-full", "verify_ca", "verify_full"}
+_DATABASE_SCHEMES = {"postgresql", "postgres", "cockroachdb", "cockroach"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 S = TypeVar("S", bound="CoreSettings")
 
@@ -47,14 +59,28 @@ def _env_names(name: str, field: FieldInfo) -> list[str]:
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
-    """Reads ``<VAR>_FILE`` for every variable, so Docker secrets work for any setting."""
+    """Reads ``<VAR>_FILE`` for every variable, so Docker secrets work for any setting.
+
+    It comes before the environment source, and a field whose names are tried in order
+    (``COCKROACH_DB_URL`` before ``DATABASE_URL``) takes the first name set either way, so a
+    file never loses silently to a later name. ``<VAR>`` and ``<VAR>_FILE`` both set is an
+    error: which one was meant cannot be known."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        in_environment = {name.upper() for name, value in os.environ.items() if value}
         for env_name in _env_names(field_name, field):
             path = os.environ.get(f"{env_name}_FILE")
+            if path and env_name.upper() in in_environment:
+                raise ConfigurationError(
+                    f"both {env_name} and {env_name}_FILE are set; set only one of them"
+                )
+            if env_name.upper() in in_environment:
+                return None, field_name, False  # the environment source reads it
             if path:
+                # keyed as the environment source keys it, so alias order decides as there
+                key = env_name if field.validation_alias is not None else field_name
                 try:
-                    return Path(path).read_text().strip(), field_name, False
+                    return Path(path).read_text().strip(), key, False
                 except OSError as exc:
                     raise ConfigurationError(
                         f"{env_name}_FILE={path} cannot be read: {exc.strerror}"
@@ -70,23 +96,31 @@ class _SecretFileSource(PydanticBaseSettingsSource):
         return values
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 def _looks_placeholder(value: str) -> bool:
     lowered = value.lower()
     return any(marker in lowered for marker in _PLACEHOLDER_MARKERS)
 
 
-def _has_tls(url: str) -> bool:
-    query = parse_qs(urlsplit(url).query)
-    return bool(_TLS_SSLMODES & set(query.get("sslmode", [])))
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower() if "://" in url else ""
+
+
+def _database_tls(url: str) -> bool:
+    """The last ``sslmode`` decides, as asyncpg reads it (``parse_qs``, last value wins)."""
+    modes = parse_qs(urlsplit(url).query, keep_blank_values=True).get("sslmode", [])
+    return bool(modes) and modes[-1] in _TLS_SSLMODES
+
+
+def _redis_tls(url: str) -> bool:
+    """redis-py speaks TLS only for ``rediss://``; loopback and sockets never leave the host."""
+    scheme = _scheme(url)
+    if scheme in ("rediss", "unix"):
+        return True
+    try:
+        host = urlsplit(url).hostname or "localhost"
+    except ValueError:
+        return False
+    return host in _LOOPBACK_HOSTS
 
 
 class CoreSettings(BaseSettings):
@@ -102,6 +136,7 @@ class CoreSettings(BaseSettings):
         default=SecretStr("redis://localhost:6379/0"), validation_alias="REDIS_URL"
     )
     allow_insecure_database: bool = Field(default=False, validation_alias="ALLOW_INSECURE_DATABASE")
+    allow_insecure_redis: bool = Field(default=False, validation_alias="ALLOW_INSECURE_REDIS")
     allow_placeholder_secrets: bool = Field(
         default=False, validation_alias="ALLOW_PLACEHOLDER_SECRETS"
     )
@@ -119,7 +154,8 @@ class CoreSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _SecretFileSource(settings_cls))
+        # the file source first: it steps aside for a variable that is set (see its docstring)
+        return (init_settings, _SecretFileSource(settings_cls), env_settings)
 
     def secret_fields(self) -> dict[str, SecretStr]:
         return {
@@ -139,13 +175,34 @@ class CoreSettings(BaseSettings):
                         f"{name.upper()} holds a placeholder value; set a real secret "
                         "(or ALLOW_PLACEHOLDER_SECRETS=true)"
                     )
-        url = self.database_url.get_secret_value() if self.database_url else ""
-        if url and not self.allow_insecure_database and not _has_tls(url):
-            raise ValueError(
-                "the database URL has no sslmode=require/verify-ca/verify-full; use TLS in "
-                "production (or ALLOW_INSECURE_DATABASE=true)"
-            )
+        for name, url in self._connection_urls():
+            scheme = _scheme(url)
+            insecure_database = scheme in _DATABASE_SCHEMES and not _database_tls(url)
+            if insecure_database and not self.allow_insecure_database:
+                raise ValueError(
+                    f"{name} ({describe_target(url)}) does not end with sslmode=require/"
+                    "verify-ca/verify-full (the last sslmode counts); use TLS in "
+                    "production (or ALLOW_INSECURE_DATABASE=true)"
+                )
+            insecure_redis = scheme in _REDIS_SCHEMES and not _redis_tls(url)
+            if insecure_redis and not self.allow_insecure_redis:
+                raise ValueError(
+                    f"{name} ({describe_target(url)}) is not rediss://; use TLS to Redis in "
+                    "production (or ALLOW_INSECURE_REDIS=true)"
+                )
         return self
+
+    def _connection_urls(self) -> list[tuple[str, str]]:
+        """Every setting holding a URL, as ``(its variable names, the URL)``: the checks
+        cover each service's own URLs too (SUPABASE_DB_URL, DASHBOARD_DATABASE_URL, ...)."""
+        urls: list[tuple[str, str]] = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, str) and "://" in value:
+                urls.append(("/".join(_env_names(name, field)), value.strip()))
+        return urls
 
     def require_database_url(self) -> str:
         if self.database_url is None:

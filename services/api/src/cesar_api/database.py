@@ -17,7 +17,7 @@ from typing import TypeVar
 import asyncpg
 from cesar_core.db import Database
 from cesar_core.errors import CesarError, DatabaseUnavailable
-from cesar_core.settings import redact_url
+from cesar_core.settings import describe_target
 
 from cesar_api.errors import translate_db_error
 
@@ -68,7 +68,7 @@ class DatabaseHolder:
             "connected to %s %s at %s (pool %d..%d)",
             db.engine.name,
             db.engine.version,
-            redact_url(self.url),
+            describe_target(self.url),
             self.min_size,
             self.max_size,
         )

@@ -3,7 +3,10 @@
 Every inference request adds to the counters of (model, start of its hour, UTC). A background
 task flushes the deltas every ``PROXY_METRICS_FLUSH_SECONDS`` (and once more at shutdown) in one
 transaction: one upsert per (model, hour) that *adds* the deltas, so replicas and restarts add
-up instead of overwriting. A failed flush keeps the deltas for the next one (bounded).
+up instead of overwriting. A failed flush keeps the deltas for the next one (bounded). A bucket
+the database refuses as data (a value it cannot store) would fail every later flush, so when
+a batch is refused that way the buckets are written one by one and only the refused ones are
+dropped (logged, counted as ``dropped``).
 
 Counting: ``requests = cache_hits + cache_misses``; a miss is any request that went to
 Ollama (cacheable or not); ``errors`` counts the misses that failed; tokens are what Ollama
@@ -48,6 +51,11 @@ ON CONFLICT (model, bucket_start) DO UPDATE SET
 #: keep at most this many unflushed (model, hour) buckets while the database is away
 MAX_PENDING_BUCKETS = 10_000
 
+#: the database (or the driver, encoding it) refuses a row's values: retrying cannot help
+_ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, UnicodeError)
+#: the database is away or busy: keep the deltas for the next flush
+_DATABASE_ERRORS = (CesarError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
 
 def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -75,9 +83,10 @@ class Bucket:
         self.errors += other.errors
 
 
-async def upsert_buckets(
-    conn: asyncpg.Connection, buckets: dict[tuple[str, datetime], Bucket]
-) -> None:
+Batch = dict[tuple[str, datetime], Bucket]
+
+
+async def upsert_buckets(conn: asyncpg.Connection, buckets: Batch) -> None:
     """Repository: add the deltas; the caller owns the transaction."""
     await conn.executemany(
         UPSERT_SQL,
@@ -114,7 +123,7 @@ class Aggregator:
         self.interval = interval
         self.on_flush = on_flush
         self.clock = clock
-        self.pending: dict[tuple[str, datetime], Bucket] = {}
+        self.pending: Batch = {}
         self.db: Database | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -166,29 +175,62 @@ class Aggregator:
             batch, self.pending = self.pending, {}
             try:
                 db = await self._database()
-
-                async def write(conn: asyncpg.Connection) -> None:
-                    await upsert_buckets(conn, batch)
-
-                await db.transaction(write)
-            except (CesarError, asyncpg.PostgresError, OSError) as exc:
+                try:
+                    await self._write(db, batch)
+                    written = len(batch)
+                except _ROW_ERRORS:
+                    written = await self._write_each(db, batch)
+            except _DATABASE_ERRORS as exc:
                 for key, bucket in batch.items():
                     if key in self.pending:
                         self.pending[key].merge(bucket)
                     elif len(self.pending) < MAX_PENDING_BUCKETS:
                         self.pending[key] = bucket
                 log.warning("flushing llm_cache_metrics failed, will retry: %s", exc)
-                if self.on_flush is not None:
-                    self.on_flush("error")
+                self._report("error")
                 return 0
-            if self.on_flush is not None:
-                self.on_flush("ok")
-            return len(batch)
+            self._report("ok")
+            return written
+
+    @staticmethod
+    async def _write(db: Database, batch: Batch) -> None:
+        async def write(conn: asyncpg.Connection) -> None:
+            await upsert_buckets(conn, batch)
+
+        await db.transaction(write)
+
+    async def _write_each(self, db: Database, batch: Batch) -> int:
+        """One transaction per bucket, dropping the ones refused as data. Each bucket leaves
+        ``batch`` once written or dropped, so a database failure midway leaves exactly the
+        unwritten ones there (for the caller to keep)."""
+        written = 0
+        for key in sorted(batch):
+            try:
+                await self._write(db, {key: batch[key]})
+            except _ROW_ERRORS as exc:
+                log.error(
+                    "llm_cache_metrics refused the bucket of model %s at %s, dropped: %s",
+                    ascii(key[0][:80]),
+                    key[1].isoformat(),
+                    type(exc).__name__,
+                )
+                self._report("dropped")
+            else:
+                written += 1
+            del batch[key]
+        return written
+
+    def _report(self, result: str) -> None:
+        if self.on_flush is not None:
+            self.on_flush(result)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the flusher must outlive any one bad flush
+                log.exception("flushing llm_cache_metrics failed unexpectedly")
 
     def start(self) -> None:
         if self.enabled and self._task is None:

@@ -76,7 +76,11 @@ def create_app(
         limiter = LeasedLimiter(
             redis,
             prefix=f"{settings.redis_prefix}ratelimit",
-            limits={"client": settings.client_limits, "model": settings.model_limits},
+            limits={
+                "address": settings.address_limits,
+                "client": settings.client_limits,
+                "model": settings.model_limits,
+            },
             on_error=lambda _exc: metrics.redis_error("ratelimit"),
         )
         local = LocalCache(settings.cache_l1_max_bytes, settings.cache_l1_ttl_seconds)

@@ -1,9 +1,11 @@
 """The proxy handler: one Ollama request in, one answer out, with the cache, the limits,
 the upstream bound and the bookkeeping around it.
 
-Order for model work: client limit -> cache lookup (the in-process copy, then Redis) -> hit:
-the stored answer; miss: model limit -> an upstream slot -> Ollama -> relay (chunk by chunk)
--> store when complete. Every other Ollama route passes through with the client limit only.
+Order for model work: address and client limits -> body read (bounded) and checked (JSON
+object, model name) -> cache lookup (the in-process copy, then Redis) -> hit: the stored
+answer; miss: model limit -> an upstream slot -> Ollama -> relay (chunk by chunk) -> store
+when complete. Every other Ollama route passes through with the address and client limits
+only. The limits come first so a refused client costs no body read and no parse.
 Limits are spent from leases (``cesar_core.ratelimit``), so most requests ask Redis nothing
 for them; a hit in the in-process copy makes no Redis round trip at all.
 """
@@ -34,7 +36,6 @@ from cesar_ollama_proxy.cache import (
     effective_stream,
 )
 from cesar_ollama_proxy.errors import (
-    InvalidRequest,
     NotFound,
     ProxyError,
     RateLimited,
@@ -42,7 +43,8 @@ from cesar_ollama_proxy.errors import (
 )
 from cesar_ollama_proxy.metrics import ProxyMetrics
 from cesar_ollama_proxy.observer import ResponseObserver
-from cesar_ollama_proxy.ratelimit import client_key, rate_limited
+from cesar_ollama_proxy.ratelimit import address_key, client_key, rate_limited
+from cesar_ollama_proxy.request_body import model_name, parse_object
 from cesar_ollama_proxy.routes import Route, classify
 from cesar_ollama_proxy.settings import ProxySettings
 from cesar_ollama_proxy.upstream import Upstream, UpstreamResponse, UpstreamStreamError
@@ -194,14 +196,22 @@ class Proxy:
         route = ex.route
         headers = request.headers
         peer = request.scope.get("client")
-        key = client_key(headers.get("authorization"), peer[0] if peer else None)
+        address = peer[0] if peer else None
+        # an unchecked bearer token picks the client key, so the address is always limited too
+        for limit, identity in (
+            ("address", address_key(address)),
+            ("client", client_key(headers.get("authorization"), address)),
+        ):
+            refusal = await self.limiter.acquire(limit, identity)
+            if refusal is not None:
+                raise rate_limited(refusal)
+
         content: bytes | AsyncIterator[bytes]
         payload: dict[str, Any] = {}
         if route.json_body:
             content = await self._read_body(request)
-            payload = _parse_object(content)
-            model = payload.get("model")
-            ex.model = model if isinstance(model, str) else ""
+            payload = parse_object(content)
+            ex.model = model_name(payload)
             ex.payload = payload
         else:
             content = request.stream()
@@ -218,9 +228,6 @@ class Proxy:
             )
             ex.cache = decision.status
 
-        refusal = await self.limiter.acquire("client", key)
-        if refusal is not None:
-            raise rate_limited(refusal)
         if decision.key is not None:
             cached = await self.cache.get(decision.key)
             if cached is not None:
@@ -431,15 +438,3 @@ class Proxy:
         """Wait for cache writes still in flight (at shutdown)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-
-def _parse_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return data

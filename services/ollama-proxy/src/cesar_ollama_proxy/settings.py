@@ -41,7 +41,11 @@ class ProxySettings(CoreSettings):
     redis_prefix: str = Field(default="cesar:ollama-proxy:", validation_alias="PROXY_REDIS_PREFIX")
     redis_timeout: float = Field(default=1.0, gt=0, validation_alias="PROXY_REDIS_TIMEOUT")
 
-    # rate limits, shared by every replica through Redis ("" disables one)
+    # rate limits, shared by every replica through Redis ("" disables one); every request
+    # counts against its address and its client (bearer token, else address)
+    rate_limit_address: str = Field(
+        default="600/minute", validation_alias="PROXY_RATE_LIMIT_ADDRESS"
+    )
     rate_limit_client: str = Field(default="600/minute", validation_alias="PROXY_RATE_LIMIT_CLIENT")
     rate_limit_model: str = Field(default="1200/minute", validation_alias="PROXY_RATE_LIMIT_MODEL")
 
@@ -58,8 +62,9 @@ class ProxySettings(CoreSettings):
     upstream_read_timeout: float = Field(
         default=300.0, gt=0, validation_alias="PROXY_UPSTREAM_READ_TIMEOUT"
     )
+    # bodies are read whole to learn the model, and parsed JSON takes several times its size
     max_body_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024, validation_alias="PROXY_MAX_BODY_BYTES"
+        default=4 * 1024 * 1024, ge=1024, validation_alias="PROXY_MAX_BODY_BYTES"
     )
 
     # observability
@@ -69,7 +74,7 @@ class ProxySettings(CoreSettings):
     max_model_labels: int = Field(default=50, ge=1, validation_alias="PROXY_MAX_MODEL_LABELS")
     log_prompts: bool = Field(default=False, validation_alias="LOG_PROMPTS")
 
-    @field_validator("rate_limit_client", "rate_limit_model")
+    @field_validator("rate_limit_address", "rate_limit_client", "rate_limit_model")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         parse_limits(value)
@@ -81,6 +86,10 @@ class ProxySettings(CoreSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
+
+    @property
+    def address_limits(self) -> list[RateLimitItem]:
+        return parse_limits(self.rate_limit_address)
 
     @property
     def client_limits(self) -> list[RateLimitItem]:

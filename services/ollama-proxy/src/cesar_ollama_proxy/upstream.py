@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 
 import httpx
+from cesar_core.redaction import describe_target
 
 from cesar_ollama_proxy.errors import ProxyBusy, UpstreamTimeout, UpstreamUnavailable
 
@@ -88,6 +89,8 @@ class Upstream:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
+        #: what errors say about the upstream: scheme, host and port, never userinfo
+        self.target = f"{httpx.URL(base_url).scheme}://{describe_target(base_url)}"
         self.max_concurrent = max_concurrent
         self.queue_timeout = queue_timeout
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -160,7 +163,7 @@ class Upstream:
                 release()
             if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
                 raise UpstreamUnavailable(
-                    f"cannot reach Ollama at {self.base_url}: {_reason(exc)}"
+                    f"cannot reach Ollama at {self.target}: {_reason(exc)}"
                 ) from exc
             if isinstance(exc, httpx.TimeoutException):
                 raise UpstreamTimeout("Ollama did not answer in time") from exc
@@ -177,7 +180,7 @@ class Upstream:
             raise UpstreamTimeout(f"Ollama did not answer within {timeout:g}s") from exc
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(
-                f"cannot reach Ollama at {self.base_url}: {_reason(exc)}"
+                f"cannot reach Ollama at {self.target}: {_reason(exc)}"
             ) from exc
         if response.status_code != 200:
             raise UpstreamUnavailable(f"Ollama answered {response.status_code} to /api/version")
