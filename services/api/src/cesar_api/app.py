@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from cesar_api import SERVICE_NAME, __version__
+from cesar_api.address_slots import AddressSlots
 from cesar_api.database import DatabaseHolder
 from cesar_api.errors import ErrorResponse, install_error_handlers
 from cesar_api.event_hub import EventHub
@@ -111,6 +112,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             limits=limits,
             hub=hub,
             registry=registry if registry is not None else load_registry(),
+            streams=AddressSlots(settings.ws_max_per_address),
         )
 
         def pool_stats() -> tuple[int, int, int] | None:
