@@ -126,8 +126,7 @@ def _refresh_now(cfg: DashboardSettings) -> None:
     else:
         st.session_state[FLASH_KEY] = (
             "warning",
-            f"Views not refreshed: {plain(outcome.message)}. Showing the data as last "
-            "refreshed.",
+            f"Views not refreshed: {plain(outcome.message)}. Showing the data as last refreshed.",
         )
 
 
