@@ -66,7 +66,7 @@ async def test_job_routes(client: httpx.AsyncClient, auth: dict[str, str], db: D
     pending = (await client.get("/api/v1/jobs?status=pending")).json()["items"]
     assert later.json()["id"] in [j["id"] for j in pending]
     assert (await client.get("/api/v1/jobs?status=sleeping")).status_code == 422
-    found = (await client.get(f"/api/v1/jobs?search={job['id'][:8]}")).json()["items"]
+    found = (await client.get(f"/api/v1/jobs?search={job['id'][:8]}", headers=auth)).json()["items"]
     assert [j["id"] for j in found] == [job["id"]]
     typed = (await client.get("/api/v1/jobs?job_type=maintenance.noop&limit=500")).json()
     assert len(typed["items"]) == 3

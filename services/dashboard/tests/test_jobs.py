@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -40,7 +41,8 @@ RUNNING_ID = "eeeeeeee-0000-4000-8000-000000000005"
 
 
 def texts(elements: Any) -> list[str]:
-    return [str(e.value) for e in elements]
+    """The element bodies as a reader sees them (the Markdown escapes of ``ui.plain`` undone)."""
+    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(e.value)) for e in elements]
 
 
 def matching(at: AppTest) -> int:

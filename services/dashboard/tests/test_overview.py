@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -62,7 +63,8 @@ async def api_healthy(url: str) -> None:
 
 
 def texts(elements: Any) -> list[str]:
-    return [str(e.value) for e in elements]
+    """The element bodies as a reader sees them (the Markdown escapes of ``ui.plain`` undone)."""
+    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(e.value)) for e in elements]
 
 
 def metric(at: AppTest, label: str) -> str:

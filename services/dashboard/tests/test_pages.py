@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -70,7 +71,8 @@ INSERT INTO job_queue (job_type, status) VALUES
 
 
 def texts(elements: Any) -> list[str]:
-    return [str(e.value) for e in elements]
+    """The element bodies as a reader sees them (the Markdown escapes of ``ui.plain`` undone)."""
+    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(e.value)) for e in elements]
 
 
 def metrics(at: AppTest) -> dict[str, str]:

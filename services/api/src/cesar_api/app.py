@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from cesar_api import SERVICE_NAME, __version__
+from cesar_api.address_slots import AddressSlots
 from cesar_api.database import DatabaseHolder
 from cesar_api.errors import ErrorResponse, install_error_handlers
 from cesar_api.event_hub import EventHub
@@ -53,7 +54,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _error("request body larger than API_MAX_BODY_BYTES"),
     422: _error("invalid input: the message names the field and the problem"),
     429: _error("rate limit exceeded; see the Retry-After header"),
-    503: _error("the database or Redis is unavailable"),
+    503: _error(
+        "the database or Redis is unavailable, or the query ran past API_STATEMENT_TIMEOUT_MS "
+        "(code query_timeout)"
+    ),
 }
 
 DESCRIPTION = """
@@ -77,6 +81,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             max_delay=settings.db_connect_max_delay,
+            statement_timeout_ms=settings.statement_timeout_ms,
         )
         redis = create_redis(settings.redis_url.get_secret_value())
         # its own client with short timeouts: a slow Redis delays a request by at most ~1 s
@@ -88,6 +93,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             limits={
                 "key": parse_limits(settings.rate_limit_per_key) if enabled else [],
                 "address": parse_limits(settings.rate_limit_per_address) if enabled else [],
+                "stream": parse_limits(settings.ws_connect_rate) if enabled else [],
             },
             on_error=lambda _exc: metrics.rate_limit_errors.inc(),
         )
@@ -106,6 +112,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             limits=limits,
             hub=hub,
             registry=registry if registry is not None else load_registry(),
+            streams=AddressSlots(settings.ws_max_per_address),
         )
 
         def pool_stats() -> tuple[int, int, int] | None:

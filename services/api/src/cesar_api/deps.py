@@ -84,7 +84,7 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-_LIMITED = {"key": "API key", "address": "client address"}
+_LIMITED = {"key": "API key", "address": "client address", "stream": "client address"}
 
 
 async def enforce_rate_limit(resources: Resources, scope: str, identity: str) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
+    "QueryTimeout",
     "RateLimited",
     "ServiceUnavailable",
     "Unauthorized",
@@ -128,6 +129,16 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
+class QueryTimeout(ApiError):
+    """A statement ran past ``API_STATEMENT_TIMEOUT_MS`` and the database cancelled it."""
+
+    status_code = 503
+    code = "query_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
 # cesar-core errors -> (status, code); the most specific class wins (checked in order)
 _CORE_ERRORS: tuple[tuple[type[CesarError], int, str], ...] = (
     (JobNotFound, 404, "not_found"),
@@ -167,6 +178,12 @@ def translate_db_error(exc: BaseException) -> ApiError | CesarError:
             return InvalidInput(f"rejected by the database: {text}")
         if state in {"54000", "54001"}:
             return InvalidInput(f"value too large: {text}")
+        if state == "57014":  # query_canceled: our statement timeout, or an operator
+            return QueryTimeout(
+                "the query took longer than the API's statement timeout and was cancelled; "
+                "narrow it (status, job_type, created_after/created_before, a smaller limit) "
+                "or try again later"
+            )
         if state in {"40001", "40P01"}:
             return SerializationFailure(f"transaction conflict: {text}")
         if state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or state in _UNAVAILABLE_SQLSTATES:

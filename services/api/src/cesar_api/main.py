@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from typing import Any
 
 import uvicorn
 from cesar_core.errors import ConfigurationError
@@ -13,7 +14,7 @@ from cesar_core.logging import configure_logging
 from cesar_api.app import create_app
 from cesar_api.settings import ApiSettings, load_api_settings
 
-__all__ = ["main", "run", "server_stack"]
+__all__ = ["main", "proxy_options", "run", "server_stack"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,17 @@ def server_stack() -> tuple[str, str]:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return loop, http
+
+
+def proxy_options(settings: ApiSettings) -> dict[str, Any]:
+    """Whose ``X-Forwarded-For`` uvicorn believes: only ``FORWARDED_ALLOW_IPS``, said
+    explicitly. uvicorn's own default believes loopback, so any local client could name its
+    own address and pick its rate-limit bucket; with the setting empty (the default) the
+    client address is always the TCP peer."""
+    trusted = settings.forwarded_allow_list
+    if not trusted:
+        return {"proxy_headers": False, "forwarded_allow_ips": []}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
 
 
 def run(settings: ApiSettings) -> None:
@@ -49,6 +61,7 @@ def run(settings: ApiSettings) -> None:
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=10,
         server_header=False,
+        **proxy_options(settings),
     )
 
 

@@ -10,6 +10,7 @@ from cesar_core.jobs import JobQueue, JobRegistry
 from cesar_core.ratelimit import LeasedLimiter
 from cesar_core.redis import RedisClient
 
+from cesar_api.address_slots import AddressSlots
 from cesar_api.auth import KeyChecker
 from cesar_api.database import DatabaseHolder
 from cesar_api.metrics import ApiMetrics
@@ -30,6 +31,7 @@ class Resources:
     limits: LeasedLimiter
     hub: EventHub
     registry: JobRegistry
+    streams: AddressSlots
     keys: KeyChecker = field(default_factory=KeyChecker)
     _queue: JobQueue | None = None
     _queue_db: Database | None = None

@@ -32,6 +32,16 @@ class ApiSettings(JobSettings):
     rate_limit_prefix: str = Field(default="cesar:ratelimit", validation_alias="RATE_LIMIT_PREFIX")
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="API_MAX_BODY_BYTES")
+    # every API query runs under SET LOCAL statement_timeout; a query cut off is a 503
+    statement_timeout_ms: int = Field(
+        default=5000, ge=1, le=600_000, validation_alias="API_STATEMENT_TIMEOUT_MS"
+    )
+    # a job listing page stops before its items pass this many bytes (at least one item)
+    max_page_bytes: int = Field(default=8_388_608, ge=1024, validation_alias="API_MAX_PAGE_BYTES")
+    # peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes: comma-separated IPs or
+    # networks, "*" for any; empty (the default) believes nobody, so the client address is
+    # always the TCP peer and nobody can pick their own rate-limit bucket
+    forwarded_allow_ips: str = Field(default="", validation_alias="FORWARDED_ALLOW_IPS")
 
     event_stream: str = Field(default=EVENT_STREAM, validation_alias="EVENT_STREAM")
     ws_queue_size: int = Field(default=1000, ge=1, validation_alias="WS_QUEUE_SIZE")
@@ -42,13 +52,19 @@ class ApiSettings(JobSettings):
     ws_max_message_bytes: int = Field(
         default=65_536, ge=1024, validation_alias="WS_MAX_MESSAGE_BYTES"
     )
+    # open event streams one client address may hold at once (per API process)
+    ws_max_per_address: int = Field(default=20, ge=1, validation_alias="WS_MAX_PER_ADDRESS")
+    # new event streams per client address, shared by every replica through Redis
+    ws_connect_rate: str = Field(default="60/minute", validation_alias="WS_CONNECT_RATE")
+    # how long a stream waits for the first message {"api_key": ...} when reads need a key
+    ws_auth_timeout: float = Field(default=5.0, gt=0, validation_alias="WS_AUTH_TIMEOUT")
 
     health_probe_timeout: float = Field(default=2.0, gt=0, validation_alias="HEALTH_PROBE_TIMEOUT")
     worker_stale_seconds: float = Field(default=60.0, gt=0, validation_alias="WORKER_STALE_SECONDS")
     db_connect_max_delay: float = Field(default=30.0, gt=0, validation_alias="DB_CONNECT_MAX_DELAY")
     uvicorn_access_log: bool = Field(default=False, validation_alias="API_ACCESS_LOG")
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_address")
+    @field_validator("rate_limit_per_key", "rate_limit_per_address", "ws_connect_rate")
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         try:
@@ -57,6 +73,10 @@ class ApiSettings(JobSettings):
         except ValueError as exc:
             raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
         return value
+
+    @property
+    def forwarded_allow_list(self) -> list[str]:
+        return [p.strip() for p in self.forwarded_allow_ips.split(",") if p.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cesar_dashboard import ui
+from cesar_dashboard import login, ui
 
 st.set_page_config(page_title="CESAR ops", page_icon=":material/hub:", layout="wide")
 
 cfg = ui.settings()
+login.require_login(cfg)  # before any page, read or action
 page = st.navigation(
     [
         st.Page(
@@ -34,4 +35,5 @@ page = st.navigation(
     ]
 )
 ui.sidebar(cfg)
+login.logout_button(cfg)
 page.run()

@@ -12,6 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cesar_core.errors import ConfigurationError
+
+from cesar_dashboard.settings import load_dashboard_settings
+
 __all__ = ["APP_PATH", "command", "main"]
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
@@ -39,5 +43,11 @@ def command(extra: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # refuse to start, with one line saying why, rather than serve pages that only show it
+    try:
+        load_dashboard_settings()
+    except ConfigurationError as exc:
+        print(f"cesar-dashboard: {exc}", file=sys.stderr)
+        sys.exit(2)
     args = command(sys.argv[1:] if argv is None else argv)
     os.execv(args[0], args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cesar_core.errors import ConfigurationError
 from cesar_core.settings import CoreSettings, load_settings
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 __all__ = ["DashboardSettings", "load_dashboard_settings"]
 
@@ -26,9 +26,39 @@ class DashboardSettings(CoreSettings):
     ollama_proxy_url: str = Field(
         default="http://ollama-proxy:11435", validation_alias="OLLAMA_PROXY_URL"
     )
+    # optional login; required in production when API_KEY lets the dashboard act
+    dashboard_password: SecretStr | None = Field(
+        default=None, validation_alias="DASHBOARD_PASSWORD"
+    )
+    allow_unauthenticated_dashboard: bool = Field(
+        default=False, validation_alias="ALLOW_UNAUTHENTICATED_DASHBOARD"
+    )
     refresh_seconds: float = Field(default=15.0, ge=0, validation_alias="REFRESH_SECONDS")
     http_timeout: float = Field(default=2.0, gt=0, validation_alias="DASHBOARD_HTTP_TIMEOUT")
     db_timeout: float = Field(default=5.0, gt=0, validation_alias="DASHBOARD_DB_TIMEOUT")
+
+    @field_validator("dashboard_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _login_when_it_can_act_in_production(self) -> DashboardSettings:
+        if (
+            self.environment == "production"
+            and self.api_key is not None
+            and self.dashboard_password is None
+            and not self.allow_unauthenticated_dashboard
+        ):
+            raise ValueError(
+                "API_KEY is set, so anyone reaching the dashboard could retry and cancel jobs, "
+                "but DASHBOARD_PASSWORD is not: set DASHBOARD_PASSWORD (or "
+                "DASHBOARD_PASSWORD_FILE), or ALLOW_UNAUTHENTICATED_DASHBOARD=true when "
+                "something in front of it already checks who comes in"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dashboard_url_tls_in_production(self) -> DashboardSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -22,6 +23,7 @@ __all__ = [
     "fmt_age",
     "fmt_time",
     "guarded",
+    "plain",
     "settings",
     "sidebar",
 ]
@@ -39,6 +41,20 @@ STATUS_ICONS = {
     "down": ":red[:material/error:]",
     "unknown": ":gray[:material/help:]",
 }
+
+
+# every ASCII punctuation character: CommonMark lets each be backslash-escaped
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(value: object) -> str:
+    """``value`` made safe to put inside Markdown (``st.error``, ``st.caption``, ...): shown
+    exactly as written, never as a link, an image, an autolink, emphasis, a Streamlit
+    directive (``:red[...]``, ``:material/...:``) or math. For text that comes from rows,
+    payloads or other services (sync errors, unique keys, sources, API messages); longer
+    text goes to ``st.code``/``st.text`` instead. Line breaks become spaces."""
+    text = " ".join(str(value).splitlines())
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 def settings() -> DashboardSettings:
@@ -110,7 +126,7 @@ def _refresh_now(cfg: DashboardSettings) -> None:
     else:
         st.session_state[FLASH_KEY] = (
             "warning",
-            f"Views not refreshed: {outcome.message}. Showing the data as last refreshed.",
+            f"Views not refreshed: {plain(outcome.message)}. Showing the data as last refreshed.",
         )
 
 

@@ -32,7 +32,13 @@ import asyncpg
 
 from cesar_core.jobs.repository import LIST_PAGE, page_args
 
-__all__ = ["LIST_JOBS_JSON", "JobPageJson", "list_jobs_json"]
+__all__ = [
+    "LIST_JOBS_JSON",
+    "LIST_JOBS_JSON_BOUNDED",
+    "JobPageJson",
+    "list_jobs_json",
+    "list_jobs_json_bounded",
+]
 
 
 def _timestamp(column: str) -> str:
@@ -108,6 +114,7 @@ class JobPageJson:
     items: bytes
     count: int
     last: tuple[datetime, UUID] | None
+    truncated: bool = False  # the byte bound cut the page short (list_jobs_json_bounded)
 
     def items_array(self) -> bytes:
         return b"[" + self.items + b"]"
@@ -132,3 +139,70 @@ async def list_jobs_json(
     assert row is not None  # an aggregate always returns one row
     last = (row["last_created_at"], row["last_id"]) if row["last_id"] is not None else None
     return JobPageJson(items=row["items"], count=int(row["n"]), last=last)
+
+
+# LIST_JOBS_JSON whose page also stops before its items pass $9 bytes (the first item always
+# counts), so one request cannot make the database build and send hundreds of megabytes.
+# ``fetched`` is the page size before the cut: more than ``n`` means the page was cut.
+LIST_JOBS_JSON_BOUNDED = f"""
+WITH page AS (
+    SELECT id, job_type, payload, status, attempts, max_attempts, run_after, unique_key,
+           last_error, result, worker_id, heartbeat_at, created_at, started_at, updated_at,
+           finished_at
+    FROM job_queue
+    {LIST_PAGE}
+),
+objects AS (
+    SELECT created_at, id, {_OBJECT} AS obj FROM page
+),
+sized AS (
+    SELECT created_at, id, obj,
+           sum(octet_length(obj) + 1) OVER (ORDER BY created_at DESC, id DESC
+                                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+               AS upto,
+           row_number() OVER (ORDER BY created_at DESC, id DESC) AS pos
+    FROM objects
+),
+kept AS (
+    SELECT created_at, id, obj FROM sized WHERE pos = 1 OR upto <= $9::INT8
+),
+agg AS (
+    SELECT convert_to(COALESCE(string_agg(obj, ',' ORDER BY created_at DESC, id DESC), ''),
+                      'UTF8') AS items,
+           count(*) AS n
+    FROM kept
+),
+last_row AS (
+    SELECT created_at, id FROM kept ORDER BY created_at, id LIMIT 1
+)
+SELECT agg.items, agg.n, (SELECT count(*) FROM page) AS fetched,
+       last_row.created_at AS last_created_at, last_row.id AS last_id
+FROM agg LEFT JOIN last_row ON true
+"""
+
+
+async def list_jobs_json_bounded(
+    conn: asyncpg.Connection,
+    *,
+    status: str | None,
+    job_type: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    search: str | None,
+    before: tuple[datetime, UUID] | None,
+    limit: int,
+    max_bytes: int,
+) -> JobPageJson:
+    """:func:`list_jobs_json`, cut before the items pass ``max_bytes`` (at least one item);
+    ``truncated`` says the page stopped early, so the caller still offers a next cursor."""
+    row = await conn.fetchrow(
+        LIST_JOBS_JSON_BOUNDED,
+        *page_args(status, job_type, created_after, created_before, search, before, limit),
+        max_bytes,
+    )
+    assert row is not None  # an aggregate always returns one row
+    last = (row["last_created_at"], row["last_id"]) if row["last_id"] is not None else None
+    count = int(row["n"])
+    return JobPageJson(
+        items=row["items"], count=count, last=last, truncated=int(row["fetched"]) > count
+    )

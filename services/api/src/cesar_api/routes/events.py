@@ -147,6 +147,7 @@ async def list_events(
 # -- the live stream -----------------------------------------------------------------------------
 
 _POLICY = 1008
+_TRY_LATER = 1013
 _UNKNOWN_EVENT = 4404
 _INTERNAL = 1011
 
@@ -163,24 +164,72 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
             await ws.close(code=code, reason=reason[:120])
 
 
-async def _first_message_resume(ws: WebSocket, wait: float) -> str | None:
-    """The optional first message ``{"last_event_id": "..."}``, if it comes within ``wait``."""
+async def _first_message(ws: WebSocket, wait: float) -> dict[str, Any]:
+    """The optional first message (``{"last_event_id": ...}``, ``{"api_key": ...}``) if it
+    comes within ``wait``; ``{}`` when none came or it is not a JSON object."""
     if wait <= 0:
-        return None
+        return {}
     try:
         async with asyncio.timeout(wait):
             message = await ws.receive()
     except TimeoutError:
-        return None
+        return {}
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     try:
         data = json.loads(message.get("text") or message.get("bytes") or "null")
     except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _text_field(message: dict[str, Any], name: str) -> str | None:
+    value = message.get(name)
+    return value if isinstance(value, str) else None
+
+
+async def _refuse(ws: WebSocket, code: int, error: str, message: str) -> None:
+    """Accept only to say why, then close: a refusal before the handshake completes reaches
+    the client as a bare HTTP 403, with neither the code nor the reason."""
+    with contextlib.suppress(Exception):
+        if ws.application_state == WebSocketState.CONNECTING:
+            await ws.accept()
+        await ws.send_text(_text("error", error={"code": error, "message": message}))
+    await _close(ws, code, message)
+
+
+def _bearer(ws: WebSocket) -> str:
+    header = ws.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+async def _authenticate(ws: WebSocket, resources: Resources) -> dict[str, Any] | None:
+    """When reads need a key: the key from ``Authorization: Bearer`` or the first message
+    ``{"api_key": "..."}``. Returns the first message read (``{}`` if none), or None after
+    refusing the socket."""
+    secret = _bearer(ws)
+    first: dict[str, Any] = {}
+    if not secret:
+        first = await _first_message(ws, resources.settings.ws_auth_timeout)
+        secret = _text_field(first, "api_key") or ""
+    if not secret:
+        await _refuse(
+            ws,
+            _POLICY,
+            "unauthorized",
+            "reads need an API key here: send Authorization: Bearer <key>, or the first "
+            'message {"api_key": "<key>"} within '
+            f"{resources.settings.ws_auth_timeout:g}s",
+        )
         return None
-    if isinstance(data, dict) and isinstance(data.get("last_event_id"), str):
-        return str(data["last_event_id"])
-    return None
+    try:
+        principal = await resources.keys.authenticate(resources.db(), secret)
+        resources.keys.require_scope(principal, "read")
+    except (ApiError, CesarError) as exc:
+        code = exc.code if isinstance(exc, ApiError) else "service_unavailable"
+        await _refuse(ws, _POLICY, code, str(exc))
+        return None
+    return first
 
 
 Position = tuple[datetime, UUID]
@@ -303,11 +352,23 @@ async def event_stream(
 ) -> None:
     """Live agent events. Query: ``agent_id``, ``event_type`` (filters), ``last_event_id``
     (resume: stored events after it are replayed first; also accepted as the ``Last-Event-ID``
-    header or a first message ``{"last_event_id": "..."}``), ``api_key`` (when reads need a
-    key; or ``Authorization: Bearer``). Messages: ``hello``, ``event``, ``replay_done``,
-    ``ping``, ``error``. A client that falls behind is closed with code 1013."""
+    header or a first message ``{"last_event_id": "..."}``). When reads need a key, send it
+    as ``Authorization: Bearer <key>`` or in the first message ``{"api_key": "..."}``; never
+    in the query (``?api_key=`` is refused: URLs land in access logs). Messages: ``hello``,
+    ``event``, ``replay_done``, ``ping``, ``error``. A client that falls behind is closed with
+    code 1013, as is an address over ``WS_MAX_PER_ADDRESS`` open streams or ``WS_CONNECT_RATE``
+    new ones; a refused key or filter closes with 1008."""
     resources: Resources = ws.app.state.resources
     settings = resources.settings
+    if api_key is not None:
+        await _refuse(
+            ws,
+            _POLICY,
+            "api_key_in_query",
+            "api_key in the URL is refused (URLs land in access logs): send "
+            'Authorization: Bearer <key> or a first message {"api_key": "<key>"}',
+        )
+        return
     if agent_id is not None:
         try:
             agent_id = str(UUID(agent_id))
@@ -317,23 +378,60 @@ async def event_stream(
     if event_type is not None and not 0 < len(event_type) <= 200:
         await ws.close(code=_POLICY, reason="event_type: 1 to 200 characters")
         return
-    if settings.reads_require_key:
-        header = ws.headers.get("authorization", "")
-        secret = api_key or (header[7:] if header.lower().startswith("bearer ") else "")
-        try:
-            principal = await resources.keys.authenticate(resources.db(), secret)
-            resources.keys.require_scope(principal, "read")
-        except (ApiError, CesarError) as exc:
-            await ws.close(code=_POLICY, reason=str(exc)[:120])
+    address = ws.client.host if ws.client else "unknown"
+    if not resources.streams.acquire(address):
+        resources.metrics.rate_limited.labels("stream").inc()
+        await _refuse(
+            ws,
+            _TRY_LATER,
+            "too_many_streams",
+            f"too many open event streams from {address} (at most {settings.ws_max_per_address})",
+        )
+        return
+    try:
+        refusal = await resources.limits.acquire("stream", address)
+        if refusal is not None:
+            resources.metrics.rate_limited.labels("stream").inc()
+            await _refuse(
+                ws,
+                _TRY_LATER,
+                "rate_limited",
+                f"new event streams from {address} over {refusal.limit}; "
+                f"retry in {refusal.retry_after}s",
+            )
             return
+        await _stream(ws, resources, agent_id, event_type, last_event_id)
+    finally:
+        resources.streams.release(address)
+
+
+async def _stream(
+    ws: WebSocket,
+    resources: Resources,
+    agent_id: str | None,
+    event_type: str | None,
+    last_event_id: str | None,
+) -> None:
+    settings = resources.settings
+    await ws.accept()
+    first: dict[str, Any] = {}
+    if settings.reads_require_key:
+        try:
+            authenticated = await _authenticate(ws, resources)
+        except WebSocketDisconnect:
+            return
+        if authenticated is None:
+            return
+        first = authenticated
     client = resources.hub.register(agent_id, event_type)
     if client is None:
-        await ws.close(code=1013, reason="too many event stream clients")
+        await _refuse(ws, _TRY_LATER, "too_many_clients", "too many event stream clients")
         return
     tasks: list[asyncio.Task[None]] = []
     try:
-        await ws.accept()
-        resume = last_event_id or ws.headers.get("last-event-id")
+        resume = (
+            last_event_id or ws.headers.get("last-event-id") or _text_field(first, "last_event_id")
+        )
         await ws.send_text(
             _text(
                 "hello",
@@ -341,8 +439,8 @@ async def event_stream(
                 server_time=datetime.now(UTC).isoformat(),
             )
         )
-        if resume is None:
-            resume = await _first_message_resume(ws, settings.ws_resume_wait)
+        if resume is None and not first:
+            resume = _text_field(await _first_message(ws, settings.ws_resume_wait), "last_event_id")
         had = _Replayed(set(), None)
         if resume is not None:
             replayed = await _replay(ws, resources, client, resume)

@@ -10,12 +10,13 @@ from uuid import UUID
 
 import asyncpg
 from cesar_core.jobs import Job, JobStatus
-from cesar_core.jobs.listing import JobPageJson, list_jobs_json
+from cesar_core.jobs.listing import JobPageJson, list_jobs_json_bounded
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from cesar_api.database import read
-from cesar_api.deps import DbDep, QueueDep, ReadKey, WriteKey
+from cesar_api.deps import DbDep, QueueDep, ReadKey, SettingsDep, WriteKey
+from cesar_api.errors import Unauthorized
 from cesar_api.pagination import Page, decode_cursor, encode_cursor
 from cesar_api.schemas import Count, Cursor, Limit, Name, StrictModel, Timestamp
 
@@ -86,7 +87,8 @@ class AttemptList(BaseModel):
 def page_body(page: JobPageJson, limit: int) -> bytes:
     """The ``JobPage`` document around the database-built items (the hot listing path: no
     models, no decoding; the schema stays ``JobPage``, checked by the tests)."""
-    cursor = encode_cursor(*page.last) if page.last is not None and page.count >= limit else None
+    more = page.count >= limit or page.truncated
+    cursor = encode_cursor(*page.last) if page.last is not None and more else None
     return (
         b'{"items":' + page.items_array() + b',"next_cursor":' + json.dumps(cursor).encode() + b"}"
     )
@@ -110,22 +112,35 @@ async def enqueue_job(body: JobIn, queue: QueueDep, _key: WriteKey) -> JobOut:
 @router.get("", response_model=JobPage)
 async def list_jobs(
     db: DbDep,
-    _key: ReadKey,
+    settings: SettingsDep,
+    key: ReadKey,
     status: JobStatus | None = None,
     job_type: Annotated[str | None, Query(max_length=200)] = None,
     created_after: Timestamp | None = None,
     created_before: Timestamp | None = None,
     search: Annotated[
-        str | None, Query(max_length=200, description="id prefix or text in the payload")
+        str | None,
+        Query(
+            max_length=200,
+            description="id prefix or text in the payload (needs an API key: it reads every "
+            "payload)",
+        ),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Response:
-    """Jobs, newest first."""
+    """Jobs, newest first. A page stops early (with a ``next_cursor``) before its items pass
+    ``API_MAX_PAGE_BYTES``."""
+    if search and key is None:
+        # a payload search reads every row's payload (no index can serve a substring match):
+        # only callers with a key may spend that much of the database
+        raise Unauthorized(
+            "search reads every job payload and needs an API key: Authorization: Bearer <key>"
+        )
     before = decode_cursor(cursor)
 
     async def work(conn: asyncpg.Connection) -> JobPageJson:
-        return await list_jobs_json(
+        return await list_jobs_json_bounded(
             conn,
             status=str(status) if status is not None else None,
             job_type=job_type,
@@ -134,6 +149,7 @@ async def list_jobs(
             search=search or None,
             before=before,
             limit=limit,
+            max_bytes=settings.max_page_bytes,
         )
 
     page = await read(db, work)

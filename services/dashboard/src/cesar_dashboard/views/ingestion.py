@@ -96,6 +96,6 @@ def render(cfg: DashboardSettings) -> None:
     )
     latest = read.failures[0]
     st.error(
-        f"Latest: **{latest['source']}** {latest['status']} at {ui.fmt_time(latest['started_at'])}"
-        f" — {latest['error_message'] or 'no message'}"
+        f"Latest: **{ui.plain(latest['source'])}** {ui.plain(latest['status'])} at "
+        f"{ui.fmt_time(latest['started_at'])} — {ui.plain(latest['error_message'] or 'no message')}"
     )

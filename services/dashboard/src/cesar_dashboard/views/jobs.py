@@ -141,7 +141,8 @@ def _execute(cfg: DashboardSettings, url: str, pending: PendingAction) -> tuple[
             return "success", f"{pending.action.capitalize()} requested for job {pending.job_id}."
         return (
             "error",
-            f"{pending.action.capitalize()} of job {pending.job_id} failed: {outcome.message}",
+            f"{pending.action.capitalize()} of job {pending.job_id} failed: "
+            f"{ui.plain(outcome.message)}",
         )
     assert pending.flt is not None
     statuses = RETRYABLE_STATUSES if pending.action == "retry" else ACTIVE_STATUSES
@@ -160,9 +161,9 @@ def _execute(cfg: DashboardSettings, url: str, pending: PendingAction) -> tuple[
     parts = [f"{pending.action.capitalize()}: {len(bulk.succeeded)} of {len(ids)} jobs done."]
     if bulk.failed:
         first_id, first_reason = bulk.failed[0]
-        parts.append(f"{len(bulk.failed)} refused (e.g. {first_id}: {first_reason}).")
+        parts.append(f"{len(bulk.failed)} refused (e.g. {first_id}: {ui.plain(first_reason)}).")
     if bulk.unreachable:
-        parts.append(f"Stopped: {bulk.unreachable}.")
+        parts.append(f"Stopped: {ui.plain(bulk.unreachable)}.")
     return ("success" if bulk.ok else "error"), " ".join(parts)
 
 
@@ -233,8 +234,11 @@ def _details(cfg: DashboardSettings, url: str, jobs: list[dict[str, Any]], can_a
     b.metric("Attempts", f"{job['attempts']}/{job['max_attempts']}")
     c.metric("Type", str(job["job_type"]))
     d.metric("Worker", str(job["worker_id"] or "—"))
+    # the unique key is the caller's text: escaped, and outside a code span (where a
+    # backtick in it would end the span and its backslashes would show)
     st.caption(
-        f"id `{job['id']}`" + (f" · unique key `{job['unique_key']}`" if job["unique_key"] else "")
+        f"id `{job['id']}`"
+        + (f" · unique key: {ui.plain(job['unique_key'])}" if job["unique_key"] else "")
     )
     if job["last_error"]:
         st.markdown("**Last error**")

@@ -26,7 +26,7 @@ def _health(report: HealthReport) -> None:
             icon = ui.STATUS_ICONS[service.status]
             st.metric(f"{icon} {service.name}", service.status.upper())
             latency = f" · {service.latency_ms:.1f} ms" if service.latency_ms is not None else ""
-            st.caption(f"{service.detail}{latency}")
+            st.caption(f"{ui.plain(service.detail)}{latency}")
     down = [s.name for s in report.services if s.status == "down"]
     degraded = [s.name for s in report.services if s.status in ("degraded", "unknown")]
     if down:
@@ -85,7 +85,9 @@ def _sync_glance(overview: data.OverviewData) -> None:
     a.metric("Systems over 5 min", len(over))
     b.metric("Largest lag", ui.fmt_age(max_lag))
     if over:
-        names = ", ".join(f"{r['system_name']} ({ui.fmt_age(r['lag_seconds'])})" for r in over)
+        names = ", ".join(
+            f"{ui.plain(r['system_name'])} ({ui.fmt_age(r['lag_seconds'])})" for r in over
+        )
         st.warning(f"Lagging: {names}")
     else:
         st.success(f"All {len(rows)} systems within 5 minutes.")
@@ -102,7 +104,7 @@ def _ingestion_glance(overview: data.OverviewData) -> None:
     a, b = st.columns(2)
     a.metric("Failed runs", failed_runs)
     b.metric("Rows failed", rows_failed)
-    failing = [str(r["source"]) for r in rows if int(r["failed_runs"]) > 0]
+    failing = [ui.plain(r["source"]) for r in rows if int(r["failed_runs"]) > 0]
     if failing:
         st.warning(f"Sources with failures: {', '.join(failing)}")
     else:

@@ -63,13 +63,19 @@ def render(cfg: DashboardSettings) -> None:
     if len(over):
         st.error(
             "Over five minutes behind: "
-            + ", ".join(f"{r.system_name} ({ui.fmt_age(r.lag_seconds)})" for r in over.itertuples())
+            + ", ".join(
+                f"{ui.plain(r.system_name)} ({ui.fmt_age(r.lag_seconds)})"
+                for r in over.itertuples()
+            )
         )
     else:
         st.success("Every system is within five minutes.")
     errors = df[df["last_error"].notna() & (df["last_error"] != "")]
     for row in errors.itertuples():
-        st.warning(f"**{row.system_name}** ({row.status}): {row.last_error}")
+        # names, statuses and errors come from the sync targets: text, never Markdown
+        st.warning(
+            f"**{ui.plain(row.system_name)}** ({ui.plain(row.status)}): {ui.plain(row.last_error)}"
+        )
 
     st.subheader("Lag per system")
     st.altair_chart(charts.lag_bars(df, LAG_THRESHOLD_SECONDS), width="stretch")
