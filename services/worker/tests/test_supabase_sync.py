@@ -164,6 +164,14 @@ async def test_errors_name_the_target_and_host_never_the_url(make_rt: Any, db: D
     assert f"default (127.0.0.1:{port})" in row["last_error"]
     for text in shown:
         assert secret not in text and "password=" not in text and "sync@" not in text
+    # a target that never worked still shows a lag that grows (the alert rules watch it)
+    rt.clock.advance(minutes=10)
+    await run(rt, {"tables": ["agents"]})
+    async with db.connection() as conn:
+        lag = await conn.fetchval(
+            "SELECT lag_seconds FROM sync_status WHERE system_name = 'supabase'"
+        )
+    assert lag == 600
 
 
 async def test_production_requires_tls_the_way_the_driver_reads_it(

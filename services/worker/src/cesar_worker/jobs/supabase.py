@@ -113,7 +113,8 @@ SET status = $2, cursor_to = $3, rows_read = $4, rows_written = $5, error = $6, 
 WHERE id = $1
 """
 # lag_seconds: 0 after a complete run; otherwise the time since the last complete one (what
-# mv_sync_lag computes too), or the age of the oldest row not yet copied before any success
+# mv_sync_lag computes too); before any success, the larger of the oldest uncopied row's age
+# and the time since the first attempt (so a target that never works still shows growing lag)
 UPSERT_STATUS = """
 INSERT INTO sync_status (system_name, last_sync_at, last_success_at, lag_seconds, records_synced,
                          status, last_error, details, created_at, updated_at)
@@ -125,7 +126,8 @@ ON CONFLICT (system_name) DO UPDATE SET
         WHEN EXCLUDED.last_success_at IS NOT NULL THEN EXCLUDED.lag_seconds
         WHEN sync_status.last_success_at IS NOT NULL THEN CAST(
             EXTRACT(EPOCH FROM (EXCLUDED.last_sync_at - sync_status.last_success_at)) AS FLOAT8)
-        ELSE EXCLUDED.lag_seconds
+        ELSE GREATEST(EXCLUDED.lag_seconds, CAST(
+            EXTRACT(EPOCH FROM (EXCLUDED.last_sync_at - sync_status.created_at)) AS FLOAT8))
     END,
     records_synced = sync_status.records_synced + EXCLUDED.records_synced,
     status = EXCLUDED.status, last_error = EXCLUDED.last_error, details = EXCLUDED.details,
@@ -345,7 +347,7 @@ async def sync(ctx: JobContext, payload: SupabaseSyncPayload) -> dict[str, Any]:
     try:
         conn = await _connect(target)
     except DatabaseUnavailable as exc:
-        await _status(ctx, target, started, {}, str(exc), None)
+        await _status(ctx, target, started, {}, str(exc), 0.0)
         raise
     results: dict[str, _TableResult] = {}
     try:
@@ -496,7 +498,7 @@ async def _status(
     started: datetime,
     results: dict[str, _TableResult],
     error: str | None,
-    lag: float | None,
+    lag: float,
 ) -> None:
     total = sum(r.copied for r in results.values())
     remaining = any(r.remaining for r in results.values())
