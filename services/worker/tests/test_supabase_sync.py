@@ -286,3 +286,37 @@ async def test_the_worker_schedules_one_sync_per_target(
         ("sync.supabase:archive", "archive"),
         ("sync.supabase:default", None),
     ]
+
+
+async def test_lag_is_the_time_since_the_target_was_last_complete(
+    make_rt: Any, db: Database, targets: list[str]
+) -> None:
+    rt = await make_rt(supabase_db_url=SecretStr(targets[0]), supabase_sync_safety_window_seconds=0)
+    await add_agents(db, 2)
+    outcome, _ = await run(rt, {"tables": ["agents"]})
+    assert outcome == "succeeded"
+    complete_at = rt.clock()
+    await add_agents(db, 7, prefix="b")
+    rt.clock.advance(minutes=3)
+    # two batches of two per run: not everything fits, the target is not complete
+    outcome, job = await run(rt, {"tables": ["agents"], "batch_size": 2, "max_batches": 2})
+    assert (outcome, job.result["rows"]) == ("succeeded", 4)
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT status, lag_seconds, last_success_at FROM sync_status "
+            "WHERE system_name = 'supabase'"
+        )
+    assert (row["status"], row["lag_seconds"], row["last_success_at"]) == (
+        "lagging",
+        180,
+        complete_at,
+    )
+    outcome, job = await run(rt, {"tables": ["agents"]})
+    assert (outcome, job.result["rows"]) == ("succeeded", 3)
+    assert await count(targets[0], "SELECT COUNT(*) FROM agents") == 9
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT status, lag_seconds, last_success_at FROM sync_status "
+            "WHERE system_name = 'supabase'"
+        )
+    assert (row["status"], row["lag_seconds"], row["last_success_at"]) == ("ok", 0, rt.clock())
