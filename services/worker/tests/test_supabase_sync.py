@@ -320,3 +320,34 @@ async def test_lag_is_the_time_since_the_target_was_last_complete(
             "WHERE system_name = 'supabase'"
         )
     assert (row["status"], row["lag_seconds"], row["last_success_at"]) == ("ok", 0, rt.clock())
+
+
+async def test_a_row_recreated_under_the_same_unique_key(
+    make_rt: Any, db: Database, targets: list[str]
+) -> None:
+    """agents.name is unique: the old row must leave the target before the new one arrives."""
+    rt = await make_rt(supabase_db_url=SecretStr(targets[0]), job_queue_max_attempts=1)
+    await add_agents(db, 3)
+    assert (await run(rt, {"tables": ["agents"]}))[0] == "succeeded"
+
+    async def recreate() -> uuid.UUID:
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM agents WHERE name = 'a2'")
+            return await conn.fetchval(
+                "INSERT INTO agents (name, agent_type) VALUES ('a2', 'new') RETURNING id"
+            )
+
+    # the incremental copy meets the old row's name: the run fails and asks for a comparison
+    await recreate()
+    outcome, job = await run(rt, {"tables": ["agents"]})
+    assert outcome == "failed" and "UniqueViolationError" in job.last_error
+    outcome, job = await run(rt, {"tables": ["agents"]})
+    assert outcome == "succeeded", job.last_error
+    assert job.result["deleted"] == {"agents": 1}
+    # within one comparison: deleted first, then copied
+    new_id = await recreate()
+    rt2 = await make_rt(supabase_db_url=SecretStr(targets[0]), supabase_sync_compare_seconds=0)
+    outcome, job = await run(rt2, {"tables": ["agents"]})
+    assert outcome == "succeeded", job.last_error
+    assert await count(targets[0], "SELECT id FROM agents WHERE name = 'a2'") == new_id
+    assert await count(targets[0], "SELECT COUNT(*) FROM agents") == 3

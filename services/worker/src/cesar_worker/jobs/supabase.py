@@ -11,9 +11,10 @@ A run, per table:
    unique-key conflict): ``(id, updated_at)`` of both sides are walked in id order, a page at a
    time, the target's page read *before* the source's (a row found in the target was committed
    in the source earlier, so its absence from the later source read means it was deleted).
-   Rows missing from the source are deleted from the target (children first), rows missing or
-   older in the target are copied (parents first). This is how deletes propagate without
-   triggers, and it repairs anything the incremental copy could have missed.
+   Rows missing or older in the target are copied (parents first), rows missing from the
+   source are deleted from the target (children first); a copy that collides with a unique key
+   still held by a row about to be deleted waits until after the deletes. This is how deletes
+   propagate without triggers, and it repairs anything the incremental copy could have missed.
 2. **Incremental copy** in keyset order ``(updated_at, id)``, starting
    ``SUPABASE_SYNC_SAFETY_WINDOW_SECONDS`` *behind* the cursor: a transaction that stamped its
    row before the cursor but committed after the previous run read past it (commits out of
@@ -201,6 +202,8 @@ class _TableResult:
     oldest_unsynced: datetime | None = None
     cursor: str | None = None
     doomed: list[UUID] = field(default_factory=list)
+    # rows whose copy hit a unique key the target still gives to a row about to be deleted
+    deferred: list[UUID] = field(default_factory=list)
 
 
 class _TableSync:
@@ -265,7 +268,12 @@ class _TableSync:
                 async with self.ctx.db.connection() as src:
                     rows = await src.fetch(self.sql.select_ids, stale)
                 self.result.read += len(rows)
-                await self._write_missing(rows)
+                try:
+                    await self._write_missing(rows)
+                except asyncpg.UniqueViolationError:
+                    # e.g. an agent deleted and re-created under the same name: copy it after
+                    # the deletes (the batch rolled back as a whole)
+                    self.result.deferred.extend(stale)
             if upper is None:
                 return
             after = upper
@@ -278,6 +286,16 @@ class _TableSync:
                 status = await self.conn.execute(self.sql.delete, chunk)
             self.result.deleted += int(status.split()[-1])
         doomed.clear()
+
+    async def write_deferred(self) -> None:
+        """The copies the deletes made room for (a conflict now is a real one)."""
+        deferred = self.result.deferred
+        for start in range(0, len(deferred), self.payload.batch_size):
+            chunk = deferred[start : start + self.payload.batch_size]
+            async with self.ctx.db.connection() as src:
+                rows = await src.fetch(self.sql.select_ids, chunk)
+            await self._write_missing(rows)
+        deferred.clear()
 
     async def _advance(self, cursor: str) -> None:
         """Only after the target committed the rows up to ``cursor``."""
@@ -410,13 +428,17 @@ async def _sync_tables(
                 config.supabase_sync_compare_seconds
             ):
                 due.append(table)
-        # key comparison: copies parents first, then deletes children first
+        # key comparison: copies parents first, deletes children first, then the copies
+        # that had to wait for a delete
         for table in due:
             current = table
             await syncs[table].compare()
         for table in reversed(due):
             current = table
             await syncs[table].delete_doomed()
+        for table in due:
+            current = table
+            await syncs[table].write_deferred()
             await ctx.db.transaction(
                 lambda c, t=table: c.execute(  # type: ignore[misc]
                     MARK_COMPARED, target.name, t, ctx.clock()
@@ -432,10 +454,11 @@ async def _sync_tables(
             # first, which deletes the old row before copying the new one
             await ctx.db.transaction(lambda c: c.execute(COMPARE_SOON, target.name, current))
         for table, run_id in runs.items():
-            failed = table == current
+            # every table's run failed: the others were stopped before they finished
+            why = error if table == current else f"not finished: the run stopped at {current}"
             await ctx.db.transaction(
-                lambda c, t=table, r=run_id, f=failed: _finish(  # type: ignore[misc]
-                    c, ctx, target, t, r, results.get(t), error if f else None, f
+                lambda c, t=table, r=run_id, w=why: _finish(  # type: ignore[misc]
+                    c, ctx, target, t, r, results.get(t), w, True
                 )
             )
         return error, isinstance(exc, PermanentJobError)
