@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cesar_core.db import Database, connect
+from cesar_core.db import Database
 from cesar_core.jobs import JobStatus
 from cesar_core.jobs.dispatch import arq_job_id
-from cesar_core.testing import database_named, drop_database
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
 from pydantic import SecretStr
@@ -181,57 +180,6 @@ async def test_financial_ingest_with_bad_rows(rt: WorkerRuntime, db: Database) -
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT COUNT(*) FROM financial_data") == 2
         assert float(await conn.fetchval("SELECT MIN(close) FROM financial_data")) == 1.7
-
-
-async def test_sync_to_a_second_database(
-    rt: WorkerRuntime, db: Database, template_database_url: str
-) -> None:
-    name = f"cesar_sync_{uuid.uuid4().hex[:10]}"
-    template = template_database_url.rsplit("/", 1)[1]
-    admin = await connect(database_named(template_database_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
-    target_url = database_named(template_database_url, name)
-    try:
-        async with db.connection() as conn:
-            await conn.execute(
-                "INSERT INTO agents (name, agent_type) SELECT 'a' || g, 'bot' "
-                "FROM generate_series(1, 7) AS g"
-            )
-        job = await rt.queue.enqueue(
-            "sync.supabase", {"tables": ["agents"], "target_url": target_url, "batch_size": 3}
-        )
-        assert await run(rt, job.id) == "succeeded"
-        target = await connect(target_url)
-        try:
-            assert await target.fetchval("SELECT COUNT(*) FROM agents") == 7
-        finally:
-            await target.close()
-        async with db.connection() as conn:
-            state = await conn.fetchrow(
-                "SELECT status, rows_synced, cursor_value FROM supabase_sync_state "
-                "WHERE table_name = 'agents'"
-            )
-            status = await conn.fetchrow(
-                "SELECT status, lag_seconds, records_synced FROM sync_status "
-                "WHERE system_name = 'supabase'"
-            )
-        assert (state["status"], state["rows_synced"]) == ("ok", 7)
-        assert (status["status"], status["lag_seconds"], status["records_synced"]) == ("ok", 0, 7)
-        # a second run copies only what changed
-        async with db.connection() as conn:
-            await conn.execute(
-                "UPDATE agents SET description = 'changed', updated_at = now() WHERE name = 'a1'"
-            )
-        job2 = await rt.queue.enqueue(
-            "sync.supabase", {"tables": ["agents"], "target_url": target_url}
-        )
-        assert await run(rt, job2.id) == "succeeded"
-        assert (await rt.queue.get(job2.id)).result["rows"] == 1
-    finally:
-        await drop_database(name)
 
 
 async def test_refresh_views_and_prune(rt: WorkerRuntime, db: Database) -> None:

@@ -54,6 +54,33 @@ class WorkerConfig(JobSettings):
     supabase_sync_tables: str = Field(
         default=",".join(SYNCABLE_TABLES), validation_alias="SUPABASE_SYNC_TABLES"
     )
+    # named sync targets: a JSON object {"name": "postgresql://..."} or name=URL pairs separated
+    # by whitespace (SUPABASE_TARGETS_FILE works too); see cesar_worker.sync_targets
+    supabase_targets: SecretStr | None = Field(default=None, validation_alias="SUPABASE_TARGETS")
+    # the worker enqueues sync.supabase for every configured target this often (0 = never)
+    supabase_sync_interval_seconds: float = Field(
+        default=60.0, ge=0, le=86_400, validation_alias="SUPABASE_SYNC_INTERVAL_SECONDS"
+    )
+    # each run re-reads rows stamped up to this long before its cursor (late commits)
+    supabase_sync_safety_window_seconds: float = Field(
+        default=300.0, ge=0, le=86_400, validation_alias="SUPABASE_SYNC_SAFETY_WINDOW_SECONDS"
+    )
+    # every this many seconds a run compares all keys with the target (deletes, missed rows)
+    supabase_sync_compare_seconds: float = Field(
+        default=3600.0, ge=0, le=7 * 86_400, validation_alias="SUPABASE_SYNC_COMPARE_SECONDS"
+    )
+    allow_insecure_sync_targets: bool = Field(
+        default=False, validation_alias="ALLOW_INSECURE_SYNC_TARGETS"
+    )
+    # workflows started by workflows: at most this many levels below the first one
+    workflow_max_depth: int = Field(default=5, ge=0, le=100, validation_alias="WORKFLOW_MAX_DEPTH")
+    # a step's strings after {{...}} substitution: at most this many bytes (UTF-8) in total
+    workflow_max_rendered_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        validation_alias="WORKFLOW_MAX_RENDERED_BYTES",
+    )
     alert_webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
     alert_window_minutes: float = Field(default=15.0, gt=0, validation_alias="ALERT_WINDOW_MINUTES")
     ingest_base_dir: str | None = Field(default=None, validation_alias="INGEST_BASE_DIR")

@@ -70,7 +70,7 @@ from cesar_core.logging import configure_logging
 from cesar_core.settings import load_settings
 from redis.exceptions import RedisError
 
-from cesar_worker import metrics
+from cesar_worker import metrics, sync_schedule
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
 
@@ -154,6 +154,8 @@ def cron_jobs(config: WorkerConfig) -> list[CronJob]:
         ),
         cron(cron_prune, name=f"{prefix}.prune", minute={17}, second={5}, timeout=1800),
         cron(cron_failure_alerts, name=f"{prefix}.failure_alerts", second={40}, timeout=60),
+        # sync.supabase on its own schedule when a sync target is configured
+        *sync_schedule.cron_jobs(config, prefix, RUNTIME_KEY),
     ]
 
 

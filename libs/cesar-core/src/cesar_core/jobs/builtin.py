@@ -7,7 +7,6 @@ the ``cesar.jobs`` entry points; the API needs only the specs to validate what i
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,19 +34,6 @@ MATERIALIZED_VIEWS = ("mv_sync_lag", "mv_job_queue_backlog", "mv_ingestion_error
 SYNCABLE_TABLES = ("agents", "workflow_templates", "workflow_executions", "financial_data")
 
 
-def _has_password(url: str) -> bool:
-    """A password in a URL (``user:secret@``, ``?password=``) or in a key=value DSN."""
-    if "://" not in url:
-        return "password" in url.lower()
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # malformed netloc: refuse anything that could hide one
-        return "@" in url or "password" in url.lower()
-    query = {k.lower() for k in parse_qs(parts.query, keep_blank_values=True)}
-    return bool(password) or "password" in query
-
-
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -59,6 +45,13 @@ class WorkflowExecutePayload(_Payload):
     input: dict[str, Any] = Field(default_factory=dict)
     execution_id: UUID | None = None
     triggered_by: str | None = Field(default=None, max_length=200)
+    depth: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="how many workflows started this one (the worker sets it for its enqueue "
+        "steps; a workflow deeper than WORKFLOW_MAX_DEPTH is refused)",
+    )
 
     @model_validator(mode="after")
     def _one_template(self) -> WorkflowExecutePayload:
@@ -86,22 +79,26 @@ class FinancialIngestPayload(_Payload):
 
 class SupabaseSyncPayload(_Payload):
     tables: list[str] | None = None
-    target_url: str | None = Field(
+    target: str | None = Field(
         default=None,
-        description="overrides SUPABASE_DB_URL; stored in job_queue.payload, so it may not "
-        "carry a password (use SUPABASE_DB_URL, or a password file / PGPASSFILE)",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="name of a sync target the operator configured (SUPABASE_TARGETS); "
+        "default: SUPABASE_DB_URL",
+    )
+    target_url: str | None = Field(
+        default=None, description="refused: sync targets are the operator's configuration"
     )
     batch_size: int = Field(default=500, ge=1, le=10_000)
     max_batches: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("target_url")
     @classmethod
-    def _no_password(cls, url: str | None) -> str | None:
-        """The payload is stored in ``job_queue`` and shown by the API: no secrets in it."""
-        if url is not None and _has_password(url):
+    def _no_target_url(cls, url: str | None) -> str | None:
+        """A caller-chosen URL would let any write key point the worker at any host."""
+        if url is not None:
             raise ValueError(
-                "target_url must not contain a password (the payload is stored in job_queue "
-                "and shown by the API); set SUPABASE_DB_URL instead"
+                "target_url is not accepted: sync targets are configured by the operator "
+                "(SUPABASE_DB_URL, SUPABASE_TARGETS); name one with target"
             )
         return url
 

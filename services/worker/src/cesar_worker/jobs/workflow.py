@@ -5,6 +5,18 @@ Definition: ``{"steps": [{"name": "...", "kind": "llm.generate", "model": "...",
 "seconds": 1}, {"kind": "enqueue", "job_type": "...", "payload": {...}}]}``.
 Strings may refer to earlier results: ``{{input.topic}}``, ``{{steps.<name>.response}}``.
 
+Limits (so one template cannot flood the queue or the worker's memory):
+
+* A workflow started by another workflow's ``enqueue`` step carries ``depth`` = its parent's
+  plus one (set by the worker, whatever the step's payload says). A step that would start a
+  workflow deeper than ``WORKFLOW_MAX_DEPTH`` (default 5) fails the workflow with an error
+  naming the limit, and a job whose payload is already deeper is refused. A template that
+  enqueues itself therefore stops after ``WORKFLOW_MAX_DEPTH`` levels; k such steps per template
+  can start at most k + k**2 + ... + k**WORKFLOW_MAX_DEPTH workflows.
+* A step's text after substitution is at most ``WORKFLOW_MAX_RENDERED_BYTES`` (UTF-8, default
+  1 MiB, all strings of the step together); substitution stops as soon as the budget is spent,
+  so repeated ``{{input.x}}`` never builds the oversized text.
+
 Progress and output are recorded in ``workflow_executions`` after every step. Idempotent: a
 re-run (at-least-once delivery) finds the execution by id or job id and resumes after the last
 step recorded as done; agent events have ids derived from (execution, step) and enqueued jobs
@@ -31,11 +43,14 @@ from cesar_core.jobs.builtin import WorkflowExecutePayload
 from cesar_core.jobs.registry import JobContext, JobType, PermanentJobError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cesar_worker.config import WorkerConfig
+
 __all__ = ["JOB", "WorkflowDefinition"]
 
 log = logging.getLogger(__name__)
 _EVENT_NS = uuid.UUID("6c1f6f1e-8a43-4f0e-9f0a-3c7c2b5d9e01")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
+DEFAULT_MAX_RENDERED_BYTES = 1_048_576
 
 
 class _Step(BaseModel):
@@ -126,8 +141,32 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def render(value: Any, scope: dict[str, Any]) -> Any:
-    """Replace ``{{path.to.value}}`` in strings (recursively in dicts and lists)."""
+class _Budget:
+    """Bytes of rendered text a step may still produce."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, text: str) -> None:
+        self.used += len(text.encode("utf-8", "surrogatepass"))
+        if self.used > self.limit:
+            raise PermanentJobError(
+                f"the step's rendered text exceeds {self.limit} bytes "
+                "(WORKFLOW_MAX_RENDERED_BYTES); refer to large values fewer times"
+            )
+
+
+def render(value: Any, scope: dict[str, Any], max_bytes: int = DEFAULT_MAX_RENDERED_BYTES) -> Any:
+    """Replace ``{{path.to.value}}`` in strings (recursively in dicts and lists).
+
+    The strings' text after substitution may total at most ``max_bytes``; the check runs
+    before each substitution is joined in, so an oversized result is never built.
+    """
+    return _render(value, scope, _Budget(max_bytes))
+
+
+def _render(value: Any, scope: dict[str, Any], budget: _Budget) -> Any:
     if isinstance(value, str):
 
         def lookup(match: re.Match[str]) -> str:
@@ -137,13 +176,16 @@ def render(value: Any, scope: dict[str, Any]) -> Any:
                     current = current[part]
                 else:
                     raise PermanentJobError(f"template refers to unknown value {match.group(1)!r}")
-            return current if isinstance(current, str) else json.dumps(current, default=str)
+            text = current if isinstance(current, str) else json.dumps(current, default=str)
+            budget.spend(text)
+            return text
 
+        budget.spend(value)  # the literal text (placeholders included: an upper bound)
         return _PLACEHOLDER.sub(lookup, value)
     if isinstance(value, dict):
-        return {k: render(v, scope) for k, v in value.items()}
+        return {k: _render(v, scope, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, scope) for v in value]
+        return [_render(v, scope, budget) for v in value]
     return value
 
 
@@ -280,25 +322,41 @@ async def _agent_event(
     return {"event_id": str(event_id)}
 
 
+def _child_payload(ctx: JobContext, step: EnqueueStep, depth: int) -> dict[str, Any]:
+    """The step's payload; a workflow it starts is one level deeper, whatever the step says."""
+    if step.job_type != builtin.WORKFLOW_EXECUTE.name:
+        return step.payload
+    limit = _config(ctx).workflow_max_depth
+    if depth + 1 > limit:
+        raise PermanentJobError(
+            f"workflow nesting limit reached: this workflow is at depth {depth} and "
+            f"WORKFLOW_MAX_DEPTH is {limit}, so it may not start another workflow"
+        )
+    return {**step.payload, "depth": depth + 1}
+
+
 async def _enqueue(
-    ctx: JobContext, step: EnqueueStep, execution_id: UUID, index: int
+    ctx: JobContext, step: EnqueueStep, execution_id: UUID, index: int, depth: int
 ) -> dict[str, Any]:
+    payload = _child_payload(ctx, step, depth)
     try:
         job = await ctx.queue.enqueue(
-            step.job_type, step.payload, unique_key=f"workflow:{execution_id}:{index}"
+            step.job_type, payload, unique_key=f"workflow:{execution_id}:{index}"
         )
     except (UnknownJobType, InvalidPayload) as exc:
         raise PermanentJobError(str(exc)) from exc
     return {"job_id": str(job.id), "job_type": job.job_type}
 
 
-async def _run_step(ctx: JobContext, step: Any, execution_id: UUID, index: int) -> dict[str, Any]:
+async def _run_step(
+    ctx: JobContext, step: Any, execution_id: UUID, index: int, depth: int
+) -> dict[str, Any]:
     if isinstance(step, LlmGenerateStep):
         return await _llm_generate(ctx, step)
     if isinstance(step, AgentEventStep):
         return await _agent_event(ctx, step, execution_id, index)
     if isinstance(step, EnqueueStep):
-        return await _enqueue(ctx, step, execution_id, index)
+        return await _enqueue(ctx, step, execution_id, index, depth)
     await asyncio.sleep(step.seconds)
     return {"slept": step.seconds}
 
@@ -312,7 +370,19 @@ async def _finish(
     await ctx.db.transaction(work)
 
 
+def _config(ctx: JobContext) -> WorkerConfig:
+    config = ctx.settings
+    assert isinstance(config, WorkerConfig)
+    return config
+
+
 async def execute(ctx: JobContext, payload: WorkflowExecutePayload) -> dict[str, Any]:
+    config = _config(ctx)
+    if payload.depth > config.workflow_max_depth:
+        raise PermanentJobError(
+            f"workflow depth {payload.depth} is beyond WORKFLOW_MAX_DEPTH "
+            f"({config.workflow_max_depth})"
+        )
     template = await _load_template(ctx, payload)
     definition = _definition(template)
     execution = await _execution(ctx, payload, template["id"], ctx.clock())
@@ -348,8 +418,9 @@ async def execute(ctx: JobContext, payload: WorkflowExecutePayload) -> dict[str,
         name = raw.name or f"step{index + 1}"
         started = ctx.clock()
         try:
-            step = type(raw).model_validate(render(raw.model_dump(), scope))
-            output = await _run_step(ctx, step, execution_id, index)
+            rendered = render(raw.model_dump(), scope, config.workflow_max_rendered_bytes)
+            step = type(raw).model_validate(rendered)
+            output = await _run_step(ctx, step, execution_id, index, payload.depth)
         except Exception as exc:
             final = isinstance(exc, PermanentJobError) or ctx.job.attempts >= ctx.job.max_attempts
             records.append(
