@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cesar_core import apikeys
 from cesar_core.db import connect
 from cesar_core.devkey import KEY_NAME, ensure_dev_key, main

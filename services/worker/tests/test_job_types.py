@@ -183,6 +183,7 @@ async def test_financial_ingest_with_bad_rows(rt: WorkerRuntime, db: Database) -
         assert float(await conn.fetchval("SELECT MIN(close) FROM financial_data")) == 1.7
 
 
+@pytest.mark.engine("postgresql", reason="copies the template with CREATE DATABASE ... TEMPLATE")
 async def test_sync_to_a_second_database(
     rt: WorkerRuntime, db: Database, template_database_url: str
 ) -> None:
@@ -234,6 +235,9 @@ async def test_sync_to_a_second_database(
         await drop_database(name)
 
 
+@pytest.mark.engine(
+    "postgresql", reason="the prune duty runs on PostgreSQL only (CockroachDB uses row-level TTL)"
+)
 async def test_refresh_views_and_prune(rt: WorkerRuntime, db: Database) -> None:
     await rt.queue.enqueue("maintenance.noop", {})
     job = await rt.queue.enqueue("maintenance.refresh_views", {})
