@@ -238,3 +238,13 @@ def test_verify_uses_the_compose_files_of_the_running_stack(tmp_path: Path) -> N
         ["make", "-n", "--no-print-directory", "verify"], cwd=REPO, capture_output=True, text=True
     ).stdout
     assert "scripts/compose-files.sh" in recipe
+
+
+def test_e2e_tests_skip_with_a_reason_without_postgresql_binaries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.e2e import processes
+
+    monkeypatch.setattr(processes, "PG_BIN", None)
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL server binaries"):
+        processes.PrivatePostgres()
