@@ -175,7 +175,9 @@ def _children_first(tables: list[str], edges: list[tuple[str, str]]) -> list[str
 async def _describe(url: str) -> _SharedDatabase:
     conn = await connect(url)
     try:
-        tables = [r[0] for r in await conn.fetch(_USER_TABLES) if r[0] not in _KEEP_TABLES]
+        views = [r[0] for r in await conn.fetch(_MATVIEWS)]
+        skip = {*_KEEP_TABLES, *views}
+        tables = [r[0] for r in await conn.fetch(_USER_TABLES) if r[0] not in skip]
         edges = [(r[0], r[1]) for r in await conn.fetch(_FOREIGN_KEYS)]
         seeds: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
         for table in tables:
@@ -183,7 +185,6 @@ async def _describe(url: str) -> _SharedDatabase:
             rows = await conn.fetch(f'SELECT * FROM "{table}"')
             if rows:
                 seeds[table] = (list(rows[0].keys()), [tuple(r.values()) for r in rows])
-        views = [r[0] for r in await conn.fetch(_MATVIEWS)]
     finally:
         await conn.close()
     return _SharedDatabase(url, _children_first(tables, edges), seeds, views)
