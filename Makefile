@@ -8,9 +8,11 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 PYTEST_ARGS ?=
+# Override files: `make up COMPOSE_FILE=compose.yaml:compose.secure.yaml` (Compose reads
+# COMPOSE_FILE itself), or COMPOSE="docker compose -f compose.yaml -f compose.secure.yaml".
 COMPOSE ?= docker compose
 
-.PHONY: help install up down logs migrate dev test test-fast lint format verify bench clean
+.PHONY: help install up down logs migrate dev test test-fast test-cockroach lint format verify bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,9 +21,9 @@ install: ## install every package of the workspace from uv.lock into .venv (uv i
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --all-packages --locked
 
-up: ## run the whole stack with Docker Compose (creates .env from .env.example first)
-	@test -f .env || { cp .env.example .env; echo "created .env from .env.example: edit it"; }
-	$(COMPOSE) up -d --wait
+up: ## build and run the whole stack with Docker Compose (creates .env first, with a random REDIS_PASSWORD)
+	@./scripts/make-env.sh
+	$(COMPOSE) up -d --wait --build
 
 down: ## stop the stack (volumes are kept; `docker compose down -v` removes them)
 	$(COMPOSE) down
@@ -32,13 +34,16 @@ logs: ## follow the stack's logs
 migrate: install ## apply migrations to DATABASE_URL / COCKROACH_DB_URL
 	$(UV) run cesar-migrate apply
 
-dev: install ## run every service as a local process against DATABASE_URL and REDIS_URL
-	$(UV) run honcho -f Procfile.dev start
+dev: install ## run every service as a local process (on 127.0.0.1) against DATABASE_URL and REDIS_URL
+	./scripts/dev.sh
 
 test: install ## the whole suite (starts PostgreSQL and Redis when needed)
 	./scripts/install-system-deps.sh
 	./scripts/ensure-services.sh
 	$(UV) run pytest $(PYTEST_ARGS)
+
+test-cockroach: install ## the whole suite on CockroachDB from compose.test.yaml (needs Docker)
+	./scripts/test-cockroach.sh $(PYTEST_ARGS)
 
 test-fast: install ## the suite without slow, e2e, browser and fault tests
 	./scripts/install-system-deps.sh
@@ -56,7 +61,7 @@ format: install ## format the code
 
 verify: ## check a running stack, one line per item (compose when it runs, else local processes)
 	@if $(COMPOSE) ps --status running --services 2>/dev/null | grep -qx api; then \
-	  $(COMPOSE) run --rm --no-deps -e API_URL=http://api:8000 \
+	  $(COMPOSE) $$(COMPOSE="$(COMPOSE)" ./scripts/compose-files.sh) run --rm --no-deps -e API_URL=http://api:8000 \
 	    -e OLLAMA_PROXY_URL=http://ollama-proxy:11435 -e DASHBOARD_URL=http://dashboard:3000 \
 	    migrator cesar-verify; \
 	else \

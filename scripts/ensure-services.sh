@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the PostgreSQL and Redis the tests use are reachable, starting them if we can.
 # Order: URLs given in TEST_DATABASE_URL / TEST_REDIS_URL are used as they are; otherwise the
-# loopback services (started with this machine's service commands when installed but stopped);
-# otherwise compose.test.yaml when a Docker engine answers.
+# loopback services (started with this machine's service commands when installed but stopped).
+# Where only Docker is available, `make test-cockroach` runs the suite on compose.test.yaml
+# (CockroachDB and Redis on their own ports) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,19 +36,14 @@ if ! pg_up "$DB_URL"; then
   if [ -z "${TEST_DATABASE_URL:-}" ] && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
     echo "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-  elif [ -z "${TEST_DATABASE_URL:-}" ] && docker info >/dev/null 2>&1; then
-    echo "starting CockroachDB and Redis from compose.test.yaml"
-    docker compose -f compose.test.yaml up -d --wait
   fi
-  wait_for pg_up "$DB_URL" || { echo "PostgreSQL is not reachable at ${DB_URL}; set TEST_DATABASE_URL" >&2; exit 1; }
+  wait_for pg_up "$DB_URL" || { echo "PostgreSQL is not reachable at ${DB_URL}; set TEST_DATABASE_URL, or run \`make test-cockroach\` on a Docker host" >&2; exit 1; }
 fi
 
 if ! redis_up "$REDIS"; then
   if [ -z "${TEST_REDIS_URL:-}" ] && command -v redis-server >/dev/null; then
     echo "starting Redis"
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
-  elif [ -z "${TEST_REDIS_URL:-}" ] && docker info >/dev/null 2>&1; then
-    docker compose -f compose.test.yaml up -d --wait
   fi
   wait_for redis_up "$REDIS" || { echo "Redis is not reachable at ${REDIS}; set TEST_REDIS_URL" >&2; exit 1; }
 fi

@@ -13,8 +13,11 @@ host=${COCKROACH_HOST:-cockroach:26257}
 case "$user$database" in
   *[!A-Za-z0-9_]*) echo "cockroach-user: COCKROACH_USER and COCKROACH_DATABASE must be [A-Za-z0-9_]" >&2; exit 2 ;;
 esac
+# The services get the password inside COCKROACH_DB_URL, unencoded (compose cannot encode):
+# characters such as @ / # ? : % or quotes would break the URL or the SQL below, so only URL-safe
+# ones are accepted. `openssl rand -hex 24` gives a good one.
 case "$password" in
-  *"'"* | *"\\"*) echo "cockroach-user: COCKROACH_PASSWORD must not contain quotes or backslashes" >&2; exit 2 ;;
+  *[!A-Za-z0-9._~-]*) echo "cockroach-user: COCKROACH_PASSWORD may only hold letters, digits and - . _ ~ (it is part of a URL); e.g. openssl rand -hex 24" >&2; exit 2 ;;
 esac
 if [ "${#password}" -lt 16 ]; then
   echo "cockroach-user: COCKROACH_PASSWORD must be at least 16 characters" >&2

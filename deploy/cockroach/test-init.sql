@@ -4,3 +4,6 @@
 CREATE USER IF NOT EXISTS postgres;
 GRANT admin TO postgres;
 CREATE DATABASE IF NOT EXISTS postgres;
+-- Dropped databases keep their data until garbage collection (25 hours by default): a long test
+-- run on an in-memory store would fill it. Ten minutes is enough for a throwaway cluster.
+ALTER RANGE default CONFIGURE ZONE USING gc.ttlseconds = 600;

@@ -102,6 +102,25 @@ def test_verify_names_what_is_wrong(stack: Stack) -> None:
     assert "✗ sample workflow" in result.stdout and "API_KEY" in result.stdout
 
 
+def test_verify_needs_no_api_key_and_revokes_the_one_it_mints(stack: Stack) -> None:
+    """A fresh stack has no key: verify mints one through the database and revokes it."""
+    for env in (
+        {k: v for k, v in stack.env.items() if k != "API_KEY"},
+        {**stack.env, "API_KEY": "changeme-api-key"},  # the placeholder of an old .env
+    ):
+        result = subprocess.run(
+            [str(VENV_BIN / "cesar-verify")], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "✓ sample workflow" in result.stdout
+    keys = query(
+        stack.database_url,
+        "SELECT count(*) FILTER (WHERE revoked_at IS NULL) AS active, count(*) AS minted "
+        "FROM api_keys WHERE name LIKE 'cesar-verify-%'",
+    )[0]
+    assert (keys["active"], keys["minted"]) == (0, 2)
+
+
 @pytest.mark.browser
 def test_dashboard_shows_the_jobs_in_a_browser(stack: Stack) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")

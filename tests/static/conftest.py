@@ -20,7 +20,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 BASE_FILE = "compose.yaml"
-OVERRIDE_FILES = ("compose.secure.yaml", "compose.cluster.yaml", "compose.gpu.yaml")
+OVERRIDE_FILES = (
+    "compose.secure.yaml",
+    "compose.cluster.yaml",
+    "compose.gpu.yaml",
+    "compose.redis-port.yaml",
+)
 TEST_FILE = "compose.test.yaml"
 ALL_COMPOSE_FILES = (BASE_FILE, *OVERRIDE_FILES, TEST_FILE)
 

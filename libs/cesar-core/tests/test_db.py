@@ -17,6 +17,7 @@ def test_engine_detection_from_banner() -> None:
     assert (pg.name, pg.version) == ("postgresql", "15.19")
 
 
+@pytest.mark.engine("postgresql", reason="asserts the engine name 'postgresql'")
 async def test_pool_reports_engine_and_stats(db: Database) -> None:
     assert db.engine.name == "postgresql"
     stats = db.stats()
@@ -108,6 +109,7 @@ async def test_released_connection_never_carries_an_open_transaction(database_ur
         await db.close()
 
 
+@pytest.mark.engine("postgresql", reason="SHOW statement_timeout values are PostgreSQL's")
 async def test_set_local_does_not_outlive_its_transaction(db: Database) -> None:
     async def work(conn: asyncpg.Connection) -> str:
         await conn.execute("SET LOCAL statement_timeout = '1234ms'")

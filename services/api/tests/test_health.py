@@ -23,6 +23,7 @@ ON CONFLICT (worker_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
 """
 
 
+@pytest.mark.engine("postgresql", reason="asserts the engine name 'postgresql'")
 async def test_health_shape_and_worker_component(client: httpx.AsyncClient, db: Database) -> None:
     body = (await client.get("/health")).json()
     assert body["service"] == "multi-agent-learning-api"
@@ -88,6 +89,9 @@ async def test_redis_down_is_unhealthy_503(
 
 @pytest.mark.slow
 @pytest.mark.faults
+@pytest.mark.engine(
+    "postgresql", reason="CREATE DATABASE ... TEMPLATE, ALLOW_CONNECTIONS, pg_terminate_backend"
+)
 async def test_503_while_database_refuses_then_200(
     make_settings: Callable[..., ApiSettings], template_database_url: str
 ) -> None:
@@ -138,6 +142,7 @@ async def test_503_while_database_refuses_then_200(
 
 
 @pytest.mark.slow
+@pytest.mark.engine("postgresql", reason="CREATE DATABASE ... TEMPLATE")
 async def test_starts_while_database_missing_and_connects_later(
     make_settings: Callable[..., ApiSettings], template_database_url: str
 ) -> None:

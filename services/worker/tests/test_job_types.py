@@ -182,6 +182,9 @@ async def test_financial_ingest_with_bad_rows(rt: WorkerRuntime, db: Database) -
         assert float(await conn.fetchval("SELECT MIN(close) FROM financial_data")) == 1.7
 
 
+@pytest.mark.engine(
+    "postgresql", reason="the prune duty runs on PostgreSQL only (CockroachDB uses row-level TTL)"
+)
 async def test_refresh_views_and_prune(rt: WorkerRuntime, db: Database) -> None:
     await rt.queue.enqueue("maintenance.noop", {})
     job = await rt.queue.enqueue("maintenance.refresh_views", {})

@@ -3,25 +3,33 @@
 One line per check, with a mark, and for each failure what to do next. Exit 0 only when every
 check passes. It works against compose (run inside the stack's network, see the Makefile) or
 a local ``make dev`` stack, from the same settings the services read.
+
+The sample workflow needs a write key. With ``API_KEY`` unset (a fresh stack), it mints a
+temporary key through the database access the checks already use, and revokes it afterwards,
+so verifying never needs a manual step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
 
+from cesar_core import apikeys
 from cesar_core.db import connect, detect_engine
 from cesar_core.errors import CesarError
 from cesar_core.migrations import MATERIALIZED_VIEWS, MIN_TABLE_COUNT, Migrator
 from cesar_core.migrations.files import default_migrations_dir
 from cesar_core.settings import CoreSettings, load_settings
+from cesar_core.settings import _looks_placeholder as looks_placeholder
 
 __all__ = ["Check", "StackCheckSettings", "main", "run_checks"]
 
@@ -151,13 +159,40 @@ def _healthy(response: httpx.Response) -> str:
     return "healthy"
 
 
+@asynccontextmanager
+async def _api_key(s: StackCheckSettings) -> AsyncIterator[str]:
+    """``API_KEY`` when set to a real key; otherwise (unset, empty, or the placeholder of
+    .env.example) a key minted for this run and revoked after it."""
+    given = s.api_key.get_secret_value().strip() if s.api_key is not None else ""
+    if given and not looks_placeholder(given):
+        yield given
+        return
+    name = f"cesar-verify-{secrets.token_hex(6)}"
+    secret = apikeys.generate_key()
+    conn = await connect(s.require_database_url(), timeout=5)
+    try:
+        await apikeys.put_key(conn, name, secret, ["read", "write"])
+        try:
+            yield secret
+        finally:
+            await apikeys.revoke(conn, name)
+    finally:
+        await conn.close()
+
+
 async def _sample_workflow(s: StackCheckSettings) -> Check:
     name = "sample workflow"
-    if s.api_key is None:
-        return Check(
-            name, False, "API_KEY is not set", "create one: `cesar-api-keys create verify`"
-        )
-    headers = {"Authorization": f"Bearer {s.api_key.get_secret_value()}"}
+    try:
+        async with _api_key(s) as key:
+            return await _run_sample(s, key)
+    except CesarError as exc:
+        hint = "set API_KEY (`uv run cesar-api-keys create verify`) or check the database URL"
+        return Check(name, False, f"no API key: {exc}", hint)
+
+
+async def _run_sample(s: StackCheckSettings, key: str) -> Check:
+    name = "sample workflow"
+    headers = {"Authorization": f"Bearer {key}"}
     try:
         async with httpx.AsyncClient(base_url=s.api_url, headers=headers, timeout=10) as api:
             template_id = await _sample_template(api)
