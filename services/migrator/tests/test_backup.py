@@ -45,6 +45,10 @@ def run(module: str, *args: str, url: str, backup_dir: Path) -> subprocess.Compl
     )
 
 
+def files(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.glob(pattern))
+
+
 def backup(*args: str, url: str, backup_dir: Path) -> subprocess.CompletedProcess[str]:
     return run("cesar_migrator.backup_cli", *args, url=url, backup_dir=backup_dir)
 
@@ -118,9 +122,9 @@ async def test_restore_drill(database_url: str, restore_target: str, tmp_path: P
     await write_rows(database_url)
     created = backup("create", url=database_url, backup_dir=tmp_path)
     assert created.returncode == 0, created.stderr
-    dumps = list(tmp_path.glob("*.dump"))
+    dumps, partial = files(tmp_path, "*.dump"), files(tmp_path, "*.partial")
     assert len(dumps) == 1 and dumps[0].stat().st_size > 0
-    assert not list(tmp_path.glob("*.partial"))
+    assert not partial
 
     listed = backup("list", url=database_url, backup_dir=tmp_path)
     assert listed.returncode == 0, listed.stderr

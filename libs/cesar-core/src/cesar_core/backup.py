@@ -196,7 +196,7 @@ async def _run_tool(args: Sequence[str], env: dict[str, str], what: str) -> None
         raise BackupError(f"{what} failed ({tool} exit {process.returncode}): {detail}")
 
 
-async def _pg_dump(url: str, database: str, backup_dir: Path, now: datetime) -> BackupRecord:
+def _new_dump_path(backup_dir: Path, database: str, now: datetime) -> Path:
     try:
         backup_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -204,6 +204,11 @@ async def _pg_dump(url: str, database: str, backup_dir: Path, now: datetime) -> 
     final = backup_dir / f"{database}-{now.astimezone(UTC).strftime(_STAMP)}{BACKUP_SUFFIX}"
     if final.exists():
         raise BackupError(f"{final} already exists; a backup was taken this very second")
+    return final
+
+
+async def _pg_dump(url: str, database: str, backup_dir: Path, now: datetime) -> BackupRecord:
+    final = _new_dump_path(backup_dir, database, now)
     partial = final.with_name(final.name + ".partial")
     dsn, env = _libpq_args(url)
     try:

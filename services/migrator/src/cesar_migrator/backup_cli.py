@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         "restore", parents=[common], help="restore a backup into a new, empty database"
     )
     restore.add_argument(
-        "backup", help="a dump file or its name in BACKUP_DIR, a CockroachDB subdirectory, "
-        "or 'latest'"
+        "backup",
+        help="a dump file or its name in BACKUP_DIR, a CockroachDB subdirectory, or 'latest'",
     )
     restore.add_argument(
         "--target-database",

@@ -59,6 +59,7 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Function, Retry, Worker, func
+from cesar_core.alerts import install_alert_handler
 from cesar_core.errors import CesarError, ConfigurationError
 from cesar_core.jobs.dispatch import ARQ_FUNCTION
 from cesar_core.jobs.registry import JobRegistry, load_registry
@@ -337,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets=[s.get_secret_value() for s in config.secret_fields().values()],
     )
     quiet_arq_job_lines(config.log_level)
+    install_alert_handler(
+        "worker", config.database_url.get_secret_value() if config.database_url else None
+    )
     try:
         config.require_database_url()
         asyncio.run(serve(config))
