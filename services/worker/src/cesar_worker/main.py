@@ -123,6 +123,11 @@ async def cron_failure_alerts(ctx: dict[str, Any]) -> None:
     await ctx[RUNTIME_KEY].duty("failure_alerts")
 
 
+async def cron_email_ingest(ctx: dict[str, Any]) -> None:
+    """EMAIL_INGEST_INTERVAL_SECONDS: one ingest.email job at a time (unique_key)."""
+    await ctx[RUNTIME_KEY].queue.enqueue("ingest.email", {}, unique_key="cron:ingest.email")
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the runtime unless :func:`serve` passed one in (``arq`` CLI path)."""
     if RUNTIME_KEY in ctx:
@@ -157,7 +162,15 @@ def cron_jobs(config: WorkerConfig) -> list[CronJob]:
         ),
         cron(cron_prune, name=f"{prefix}.prune", minute={17}, second={5}, timeout=1800),
         cron(cron_failure_alerts, name=f"{prefix}.failure_alerts", second={40}, timeout=60),
+        *_email_cron(config, prefix),
     ]
+
+
+def _email_cron(config: WorkerConfig, prefix: str) -> list[CronJob]:
+    interval = config.email_ingest_interval_seconds
+    if not (interval and config.imap_url):
+        return []
+    return [cron(cron_email_ingest, name=f"{prefix}.email_ingest", timeout=60, **_every(interval))]
 
 
 def functions(registry: JobRegistry) -> list[Function]:
