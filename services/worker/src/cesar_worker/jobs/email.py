@@ -233,6 +233,7 @@ def _body(msg: EmailMessage) -> str | None:
         return None
     if not isinstance(content, str):
         return None
+    content = content.replace("\r\n", "\n")  # IMAP sends CRLF lines
     if part.get_content_subtype() == "html":
         content = _TAGS.sub(" ", content)
     return _clean(content[:MAX_BODY_CHARS])
