@@ -51,12 +51,14 @@ _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _STAMP = "%Y%m%dT%H%M%SZ"
 
 _CURRENT_DATABASE = "SELECT current_database()"
+_DATABASE_SIZE = "SELECT pg_database_size(current_database())"
 _DATABASE_EXISTS = "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = $1"
 # Tables, views, sequences... outside the system schemas: a database with any is not empty.
 _USER_RELATIONS = """
 SELECT count(*) FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'crdb_internal', 'pg_extension')
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'crdb_internal', 'pg_extension')
   AND n.nspname NOT LIKE 'pg\\_toast%'
   AND n.nspname NOT LIKE 'pg\\_temp%'
 """
@@ -96,7 +98,8 @@ class RestoreResult:
     database: str
     url: str
     seconds: float
-    size_bytes: int | None
+    size_bytes: int | None  # the dump file (PostgreSQL)
+    database_bytes: int | None = None  # the restored database, indexes included (PostgreSQL)
 
 
 def _checked_name(name: str, what: str) -> str:
@@ -328,7 +331,15 @@ async def restore_backup(
             env,
             "restore",
         )
-    return RestoreResult(target, redact_url(target_url), time.perf_counter() - started, size)
+    elapsed = time.perf_counter() - started
+    restored_bytes = None
+    if dump is not None:
+        restored = await connect(target_url)
+        try:
+            restored_bytes = int(await restored.fetchval(_DATABASE_SIZE))
+        finally:
+            await restored.close()
+    return RestoreResult(target, redact_url(target_url), elapsed, size, restored_bytes)
 
 
 async def _refuse_live_target(conn: asyncpg.Connection, url: str, target: str) -> None:

@@ -133,11 +133,13 @@ async def _run(args: argparse.Namespace) -> int:
         backup_uri=uri,
         source_database=args.source_database,
     )
-    rate = (
-        f", {result.size_bytes / 1e6 / result.seconds:.1f} MB/s of backup"
-        if result.size_bytes and result.seconds > 0
-        else ""
-    )
+    rate = ""
+    if result.database_bytes and result.size_bytes and result.seconds > 0:
+        rate = (
+            f": {result.database_bytes / 1e6:.0f} MB of database at "
+            f"{result.database_bytes / 1e6 / result.seconds:.1f} MB/s "
+            f"({result.size_bytes / 1e6:.1f} MB of backup)"
+        )
     print(f"restored {args.backup} into database {result.database} in {result.seconds:.1f}s{rate}")
     print(f"check it: cesar-migrate --database-url '{result.url}' verify")
     return EXIT_OK
