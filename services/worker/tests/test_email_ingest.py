@@ -134,8 +134,10 @@ async def rt(
     await runtime.stop()
 
 
-async def ingest(rt: WorkerRuntime, payload: dict[str, Any] | None = None) -> tuple[str, Any]:
-    job = await rt.queue.enqueue("ingest.email", payload or {}, max_attempts=1)
+async def ingest(
+    rt: WorkerRuntime, payload: dict[str, Any] | None = None, *, attempts: int = 1
+) -> tuple[str, Any]:
+    job = await rt.queue.enqueue("ingest.email", payload or {}, max_attempts=attempts)
     outcome = await rt.executor.run(arq_job_id(job.id, job.dispatch_token or ""))
     await rt.mirror.drain()
     return outcome, await rt.queue.get(job.id)
@@ -260,8 +262,8 @@ async def test_a_refused_login_fails_at_once_and_is_logged(
 ) -> None:
     rt.config = rt.config.model_copy(update={"imap_password": SecretStr("wrong")})
     rt.executor.config = rt.config  # the job context's settings come from the executor
-    outcome, job = await ingest(rt)
-    assert outcome == "failed"
+    outcome, job = await ingest(rt, attempts=5)
+    assert outcome == "failed"  # not retrying: another attempt cannot help
     assert f"IMAP login as {dovecot.user} refused" in (job.last_error or "")
     log = await rows(db, "SELECT source, status, error_message FROM ingestion_log")
     assert log[0]["status"] == "failed" and "refused" in log[0]["error_message"]
