@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from cesar_core.alerts import AlertHandler, fingerprint
+from cesar_core.alerts import AlertHandler, fingerprint, install_alert_handler
 from cesar_core.testing import admin_url, database_named, drop_database
 
 FAKE_PW = "fake-" + "pw-7781"  # built at runtime: no credential-looking URL in the file
@@ -135,3 +135,17 @@ def test_fingerprint_ignores_ids_and_numbers_but_not_the_logger() -> None:
     c = fingerprint("api", record("cesar.y", f"job {uuid.uuid4()} failed after 4 tries"))
     d = fingerprint("worker", record("cesar.x", f"job {uuid.uuid4()} failed after 4 tries"))
     assert a == b and len({a, c, d}) == 3
+
+
+async def test_install_adds_the_handler_to_the_root_logger(database_url: str) -> None:
+    assert install_alert_handler("api", None) is None  # no database configured: nothing
+    handler = install_alert_handler("api", database_url, flush_seconds=0.05)
+    assert handler is not None
+    try:
+        logging.getLogger("cesar_api.somewhere").error("request %s crashed", 17)
+        assert handler.flush_now()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    rows = await alerts(database_url)
+    assert [(r["component"], r["message"]) for r in rows] == [("api", "request 17 crashed")]
