@@ -46,6 +46,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 
 FROM python:3.11-slim AS runtime
+# pg_dump / pg_restore for `cesar-backup` on PostgreSQL (CockroachDB backs up with SQL alone);
+# only the migrator image needs them, but one image for every service keeps one Dockerfile.
+ARG SERVICE
+RUN if [ "$SERVICE" = "migrator" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends postgresql-client \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN groupadd --system --gid 10001 cesar \
     && useradd --system --uid 10001 --gid cesar --create-home --home-dir /home/cesar \
        --shell /usr/sbin/nologin cesar

@@ -72,5 +72,22 @@ bench: install ## benchmarks; results in bench/results/
 	./scripts/ensure-services.sh
 	$(UV) run python -m bench
 
+# --- backups (cesar-backup; docs/operations.md "Backups and restore") ---
+.PHONY: backup restore
+backup: ## back up the database (CockroachDB: BACKUP INTO BACKUP_URI; PostgreSQL: pg_dump into BACKUP_DIR)
+	@if $(COMPOSE) ps --status running --services 2>/dev/null | grep -qx cockroach; then \
+	  $(COMPOSE) run --rm --no-deps migrator cesar-backup create; \
+	else \
+	  $(MAKE) --no-print-directory install >/dev/null && $(UV) run cesar-backup create; \
+	fi
+
+restore: ## restore BACKUP=<file|subdirectory|latest> into a new database (TARGET_DATABASE=<name>)
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<file|subdirectory|latest> [TARGET_DATABASE=<new name>]" >&2; exit 2; }
+	@if $(COMPOSE) ps --status running --services 2>/dev/null | grep -qx cockroach; then \
+	  $(COMPOSE) run --rm --no-deps migrator cesar-backup restore "$(BACKUP)" $(if $(TARGET_DATABASE),--target-database "$(TARGET_DATABASE)"); \
+	else \
+	  $(MAKE) --no-print-directory install >/dev/null && $(UV) run cesar-backup restore "$(BACKUP)" $(if $(TARGET_DATABASE),--target-database "$(TARGET_DATABASE)"); \
+	fi
+
 clean: ## remove the virtualenv and caches
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

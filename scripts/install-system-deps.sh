@@ -2,6 +2,7 @@
 # System tools some tests need, installed from Debian's archive only when they are missing:
 #   promtool              (package `prometheus`)        -> tests/static checks deploy/prometheus
 #   chromium, chromedriver (packages `chromium`, `chromium-driver`) -> the dashboard browser test
+#   dovecot               (package `dovecot-imapd`)     -> the IMAP ingest test (a throwaway server)
 #
 # Idempotent and quiet: does nothing when every tool is present. Installs only when running as
 # root with apt-get available; otherwise it prints what is missing and exits 0, so a build never
@@ -16,6 +17,7 @@ need() { # need <command> <debian package>
 need promtool prometheus
 need chromium chromium
 need chromedriver chromium-driver
+need dovecot dovecot-imapd
 
 if [ "${#missing_pkgs[@]}" -eq 0 ]; then
   exit 0

@@ -87,6 +87,7 @@ def test_make_verify_passes_against_the_stack(stack: Stack) -> None:
         "worker alive",
         "dashboard",
         "failed jobs",
+        "critical log errors",
         "sample workflow",
     ):
         assert item in result.stdout

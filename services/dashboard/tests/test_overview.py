@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 Seed = Callable[..., Any]
@@ -168,3 +169,26 @@ async def test_invalid_configuration_is_a_clear_message(
     monkeypatch.setenv("REFRESH_SECONDS", "soon")
     at = open_page("overview")
     assert any("Configuration error" in e and "REFRESH_SECONDS" in e for e in texts(at.error))
+
+
+LOG_ALERTS = """
+INSERT INTO system_alerts (alert_key, component, severity, message, occurrences, last_seen_at)
+VALUES ('k1', 'worker', 'error', 'Redis unavailable; reconnecting', 7, now() - INTERVAL '1 minute'),
+       ('k2', 'api', 'critical', 'event hub died', 1, now() - INTERVAL '2 minutes'),
+       ('k3', 'api', 'error', 'two days old', 1, now() - INTERVAL '2 days')
+"""
+
+
+@pytest.mark.usefixtures("dashboard_env")
+async def test_recent_log_alerts_are_listed(open_page: OpenPage, seed: Seed) -> None:
+    at = open_page("overview")
+    assert "No errors logged by any service in the last 24 hours." in texts(at.success)
+
+    await seed(LOG_ALERTS)
+    st.cache_data.clear()
+    at = open_page("overview")
+    assert "**2 errors logged in the last 24 hours** (1 critical)" in texts(at.error)
+    table = at.dataframe[0].value
+    assert list(table["component"]) == ["worker", "api"]
+    assert list(table["message"]) == ["Redis unavailable; reconnecting", "event hub died"]
+    assert list(table["occurrences"]) == [7, 1]

@@ -44,6 +44,16 @@ _FAILED_RECENTLY = (
     "SELECT count(*) FROM job_queue "
     "WHERE status = 'failed' AND finished_at > now() - INTERVAL '15 minutes'"
 )
+# ERROR/CRITICAL log records, recorded by every service (cesar_core.alerts)
+_CRITICAL_RECENTLY = (
+    "SELECT component, message, occurrences FROM system_alerts "
+    "WHERE severity = 'critical' AND status <> 'resolved' "
+    "AND last_seen_at > now() - INTERVAL '15 minutes' ORDER BY last_seen_at DESC LIMIT 3"
+)
+_ERRORS_RECENTLY = (
+    "SELECT count(*) FROM system_alerts WHERE severity = 'error' AND status <> 'resolved' "
+    "AND last_seen_at > now() - INTERVAL '15 minutes'"
+)
 _NEWEST_WORKER = "SELECT EXTRACT(EPOCH FROM (now() - max(last_seen_at))) FROM worker_heartbeats"
 
 
@@ -115,9 +125,25 @@ async def _database(s: StackCheckSettings) -> list[Check]:
                 "look at the dashboard's Jobs page or GET /api/v1/jobs?status=failed",
             )
         )
+        checks.append(await _critical_alerts(conn))
         return checks
     finally:
         await conn.close()
+
+
+async def _critical_alerts(conn: Any) -> Check:
+    """No CRITICAL log record in 15 minutes; ERROR ones are counted, not failed on."""
+    name = "critical log errors (15 min)"
+    critical = await conn.fetch(_CRITICAL_RECENTLY)
+    errors = await conn.fetchval(_ERRORS_RECENTLY)
+    others = f"; {errors} error alert(s), see the dashboard's Overview" if errors else ""
+    if not critical:
+        return Check(name, True, f"none{others}")
+    named = "; ".join(
+        f"{r['component']}: {str(r['message'])[:160]} (x{r['occurrences']})" for r in critical
+    )
+    hint = "read that service's logs; SELECT * FROM system_alerts ORDER BY last_seen_at DESC"
+    return Check(name, False, named, hint)
 
 
 async def _worker_alive(conn: Any, s: StackCheckSettings) -> Check:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from cesar_core.alerts import install_alert_handler
 from cesar_core.errors import ConfigurationError
 from cesar_core.logging import configure_logging
 
@@ -45,6 +46,7 @@ def run(settings: ApiSettings) -> None:
         json_lines=settings.log_json,
         secrets=[s.get_secret_value() for s in settings.secret_fields().values()],
     )
+    install_alert_handler("api", settings.require_database_url())
     app = create_app(settings)
     loop, http = server_stack()
     log.info("uvicorn with loop=%s http=%s", loop, http)

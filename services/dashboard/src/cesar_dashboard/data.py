@@ -43,6 +43,7 @@ __all__ = [
 Row = dict[str, Any]
 CACHE_TTL_SECONDS = 5
 FAILED_WINDOW_SECONDS = 15 * 60.0
+LOG_ALERTS_WINDOW_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class OverviewData:
     backlog: list[Row]
     sync_lag: list[Row]
     ingestion_errors: list[Row]
+    log_alerts: list[Row] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def overview_data(url: str, timeout: float) -> OverviewData:
             backlog=await repository.backlog(conn),
             sync_lag=await repository.sync_lag(conn),
             ingestion_errors=await repository.ingestion_errors(conn),
+            log_alerts=await repository.recent_alerts(conn, LOG_ALERTS_WINDOW_SECONDS),
         )
 
     return read(url, timeout, batch)

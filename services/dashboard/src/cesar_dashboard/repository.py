@@ -80,6 +80,15 @@ ORDER BY COALESCE(finished_at, updated_at) DESC, id
 LIMIT $2
 """
 
+# ERROR/CRITICAL log records of every service (cesar_core.alerts), newest first
+RECENT_ALERTS_SQL = """
+SELECT component, severity, message, occurrences, fired_at, last_seen_at
+FROM system_alerts
+WHERE status <> 'resolved' AND last_seen_at >= now() - CAST($1 AS FLOAT8) * INTERVAL '1 second'
+ORDER BY last_seen_at DESC
+LIMIT $2
+"""
+
 BACKLOG_SQL = """
 SELECT job_type, status, job_count, oldest_created_at, oldest_age_seconds, next_run_after,
        last_updated_at, refreshed_at
@@ -276,6 +285,12 @@ async def failed_jobs_recent(
     count = int(await conn.fetchval(FAILED_RECENT_COUNT_SQL, window_seconds))
     rows = _rows(await conn.fetch(FAILED_RECENT_SQL, window_seconds, limit)) if count else []
     return count, rows
+
+
+async def recent_alerts(
+    conn: asyncpg.Connection, window_seconds: float, limit: int = 20
+) -> list[Row]:
+    return _rows(await conn.fetch(RECENT_ALERTS_SQL, window_seconds, limit))
 
 
 async def backlog(conn: asyncpg.Connection) -> list[Row]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from cesar_core.alerts import install_alert_handler
 from cesar_core.errors import ConfigurationError
 from cesar_core.logging import configure_logging
 
@@ -25,6 +26,9 @@ def main() -> None:
         level=settings.log_level,
         json_lines=settings.log_json,
         secrets=[s.get_secret_value() for s in settings.secret_fields().values()],
+    )
+    install_alert_handler(
+        "ollama-proxy", settings.database_url.get_secret_value() if settings.database_url else None
     )
     uvicorn.run(
         create_app(settings),

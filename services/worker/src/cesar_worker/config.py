@@ -84,9 +84,23 @@ class WorkerConfig(JobSettings):
     alert_webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
     alert_window_minutes: float = Field(default=15.0, gt=0, validation_alias="ALERT_WINDOW_MINUTES")
     ingest_base_dir: str | None = Field(default=None, validation_alias="INGEST_BASE_DIR")
+    # ingest.email: the IMAP account (imaps://host[:port]; imap:// only on loopback, for tests)
+    imap_url: str | None = Field(default=None, validation_alias="IMAP_URL")
+    imap_user: str | None = Field(default=None, validation_alias="IMAP_USER")
+    imap_password: SecretStr | None = Field(default=None, validation_alias="IMAP_PASSWORD")
+    imap_folders: str = Field(default="INBOX", validation_alias="IMAP_FOLDERS")
+    imap_timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="IMAP_TIMEOUT_SECONDS")
+    # a CA bundle for a server certificate signed by a private CA (else the system's)
+    imap_ca_file: str | None = Field(default=None, validation_alias="IMAP_CA_FILE")
+    email_ingest_interval_seconds: float | None = Field(
+        default=None, gt=0, validation_alias="EMAIL_INGEST_INTERVAL_SECONDS"
+    )
 
     def resolved_worker_id(self) -> str:
         return self.worker_id or default_worker_id()
+
+    def email_folders(self) -> list[str]:
+        return [f.strip() for f in self.imap_folders.split(",") if f.strip()]
 
     def sync_tables(self) -> list[str]:
         wanted = {t.strip() for t in self.supabase_sync_tables.split(",") if t.strip()}

@@ -63,6 +63,7 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Function, Retry, Worker, func
+from cesar_core.alerts import install_alert_handler
 from cesar_core.errors import CesarError, ConfigurationError
 from cesar_core.jobs.dispatch import ARQ_FUNCTION, job_deserializer, job_serializer
 from cesar_core.jobs.registry import JobRegistry, load_registry
@@ -126,6 +127,11 @@ async def cron_failure_alerts(ctx: dict[str, Any]) -> None:
     await ctx[RUNTIME_KEY].duty("failure_alerts")
 
 
+async def cron_email_ingest(ctx: dict[str, Any]) -> None:
+    """EMAIL_INGEST_INTERVAL_SECONDS: one ingest.email job at a time (unique_key)."""
+    await ctx[RUNTIME_KEY].queue.enqueue("ingest.email", {}, unique_key="cron:ingest.email")
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the runtime unless :func:`serve` passed one in (``arq`` CLI path)."""
     if RUNTIME_KEY in ctx:
@@ -156,7 +162,15 @@ def cron_jobs(config: WorkerConfig) -> list[CronJob]:
         cron(cron_failure_alerts, name=f"{prefix}.failure_alerts", second={40}, timeout=60),
         # sync.supabase on its own schedule when a sync target is configured
         *sync_schedule.cron_jobs(config, prefix, RUNTIME_KEY),
+        *_email_cron(config, prefix),
     ]
+
+
+def _email_cron(config: WorkerConfig, prefix: str) -> list[CronJob]:
+    interval = config.email_ingest_interval_seconds
+    if not (interval and config.imap_url):
+        return []
+    return [cron(cron_email_ingest, name=f"{prefix}.email_ingest", timeout=60, **_every(interval))]
 
 
 def functions(registry: JobRegistry) -> list[Function]:
@@ -341,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets=[s.get_secret_value() for s in config.secret_fields().values()],
     )
     quiet_arq_job_lines(config.log_level)
+    install_alert_handler(
+        "worker", config.database_url.get_secret_value() if config.database_url else None
+    )
     try:
         config.require_database_url()
         asyncio.run(serve(config))

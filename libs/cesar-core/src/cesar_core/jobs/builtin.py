@@ -15,6 +15,7 @@ from cesar_core.jobs.registry import JobSpec
 
 __all__ = [
     "BUILTIN_SPECS",
+    "EMAIL_INGEST",
     "FINANCIAL_INGEST",
     "MATERIALIZED_VIEWS",
     "NOOP",
@@ -22,6 +23,7 @@ __all__ = [
     "SUPABASE_SYNC",
     "SYNCABLE_TABLES",
     "WORKFLOW_EXECUTE",
+    "EmailIngestPayload",
     "FinancialIngestPayload",
     "NoopPayload",
     "RefreshViewsPayload",
@@ -115,6 +117,24 @@ class SupabaseSyncPayload(_Payload):
         return [t for t in SYNCABLE_TABLES if t in tables]
 
 
+class EmailIngestPayload(_Payload):
+    """Which folders to read (default: IMAP_FOLDERS); the account comes from the worker's
+    settings only, so no credential is ever stored in a payload."""
+
+    folders: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    max_messages: int = Field(default=1000, ge=1, le=100_000, description="per folder and run")
+
+    @field_validator("folders")
+    @classmethod
+    def _plain_names(cls, folders: list[str] | None) -> list[str] | None:
+        if folders is None:
+            return None
+        for name in folders:
+            if not name.strip() or len(name) > 200 or any(c in name for c in "\r\n\0"):
+                raise ValueError(f"folder {name!r} is not a usable IMAP folder name")
+        return folders
+
+
 class RefreshViewsPayload(_Payload):
     views: list[Literal["mv_sync_lag", "mv_job_queue_backlog", "mv_ingestion_errors"]] | None = None
 
@@ -143,6 +163,13 @@ SUPABASE_SYNC = JobSpec(
     timeout_seconds=1800,
     description="copy changed rows to the Supabase database; cursors and lag recorded",
 )
+EMAIL_INGEST = JobSpec(
+    "ingest.email",
+    EmailIngestPayload,
+    timeout_seconds=900,
+    description="fetch new messages over IMAP into email_messages; state per folder, errors in "
+    "ingestion_log",
+)
 REFRESH_VIEWS = JobSpec(
     "maintenance.refresh_views",
     RefreshViewsPayload,
@@ -156,4 +183,11 @@ NOOP = JobSpec(
     description="does nothing (optionally sleeps or fails): benchmarks and checks",
 )
 
-BUILTIN_SPECS = (WORKFLOW_EXECUTE, FINANCIAL_INGEST, SUPABASE_SYNC, REFRESH_VIEWS, NOOP)
+BUILTIN_SPECS = (
+    WORKFLOW_EXECUTE,
+    FINANCIAL_INGEST,
+    EMAIL_INGEST,
+    SUPABASE_SYNC,
+    REFRESH_VIEWS,
+    NOOP,
+)

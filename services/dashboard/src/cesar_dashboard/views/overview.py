@@ -49,6 +49,22 @@ def _failed_alert(overview: data.OverviewData) -> None:
     )
 
 
+def _log_alerts(overview: data.OverviewData) -> None:
+    rows = overview.log_alerts
+    if not rows:
+        st.success("No errors logged by any service in the last 24 hours.")
+        return
+    critical = sum(1 for r in rows if r["severity"] == "critical")
+    text = f"**{len(rows)} error{'s' if len(rows) != 1 else ''} logged in the last 24 hours**"
+    (st.error if critical else st.warning)(text + (f" ({critical} critical)" if critical else ""))
+    df = charts.frame(rows)
+    st.dataframe(
+        df[["last_seen_at", "component", "severity", "message", "occurrences"]],
+        hide_index=True,
+        width="stretch",
+    )
+
+
 def _backlog(overview: data.OverviewData) -> None:
     st.subheader("Job backlog")
     rows = overview.backlog
@@ -128,6 +144,7 @@ def render(cfg: DashboardSettings) -> None:
     if overview is None:
         return
     _failed_alert(overview)
+    _log_alerts(overview)
     _backlog(overview)
     left, right = st.columns(2)
     with left:
