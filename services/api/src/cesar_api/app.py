@@ -27,6 +27,7 @@ from cesar_api.routes import (
     agents,
     events,
     financial,
+    graph,
     health,
     ingestions,
     jobs,
@@ -137,7 +138,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (agents, events, jobs, workflows, financial, ingestions, monitoring, a2a):
+    for module in (agents, events, jobs, workflows, financial, ingestions, monitoring, graph, a2a):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     # outermost last: metrics see every response, including 413s
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
