@@ -262,7 +262,7 @@ async def test_queries_use_the_schema_indexes(db: Database) -> None:
     by_name = await _plan(db, graph.FIND_BY_TYPE_AND_NAME, "node", "n42", 10)
     assert "kg_entities_name_idx" in by_name and "Seq Scan" not in by_name, by_name
     exact = await _plan(db, graph.ENTITY_ID, "node", "n42")
-    assert "kg_entities_type_name_key" in exact, exact
+    assert "Index Scan using kg_entities_" in exact and "Seq Scan" not in exact, exact
     by_alias = await _plan(db, graph.FIND_BY_NAME, "n42", 10)
     assert "kg_entities_name_idx" in by_alias and "kg_entities_aliases_gin_idx" in by_alias, (
         by_alias
