@@ -88,7 +88,7 @@ async def brain(
     )
     async with fake.serve() as fake_url, serve_app(create_app(settings)) as api_url:
         config = WorkerConfig(
-            DATABASE_URL=database_url,  # type: ignore[call-arg]
+            DATABASE_URL=database_url,
             REDIS_URL=redis_url,
             JOB_QUEUE_NAME=queue_name,
             JOB_QUEUE_POLL_INTERVAL="1",

@@ -81,7 +81,7 @@ async def tasks(conn: asyncpg.Connection, agent_id: UUID, limit: int) -> list[Ro
     jobs = {r["id"]: r for r in await conn.fetch(JOBS_SQL, ids)}
     out = []
     for request in requests:
-        job = jobs.get(_uuid(request["correlation_id"]))  # type: ignore[arg-type]
+        job = jobs.get(_uuid(request["correlation_id"]))
         status = job["status"] if job else None
         out.append(
             {
