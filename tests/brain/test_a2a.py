@@ -221,6 +221,24 @@ async def test_http_errors_and_openapi(brain: Brain) -> None:
             f"/a2a/agents/{agent['id']}", json=body, headers={"Authorization": ""}
         )
         assert anonymous.status_code == 401
+        # the README's curl examples, as written (JSON-RPC by hand, A2A-Version header)
+        readme = await http.post(
+            f"/a2a/agents/{agent['id']}",
+            json={
+                **body,
+                "params": {"message": {**body["params"]["message"], "parts": [{"text": "hello"}]}},
+            },
+            headers={"A2A-Version": "1.0"},
+        )
+        result = readme.json()["result"]["task"]
+        assert result["status"]["state"] == "TASK_STATE_COMPLETED", readme.text
+        assert result["artifacts"][0]["parts"][0]["text"] == "plain received: hello"
+        task = await http.post(
+            f"/a2a/agents/{agent['id']}",
+            json={"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": result["id"]}},
+            headers={"A2A-Version": "1.0"},
+        )
+        assert task.json()["result"]["status"]["state"] == "TASK_STATE_COMPLETED"
         paths = (await http.get("/openapi.json")).json()["paths"]
     assert "/a2a/agents/{agent_id}/.well-known/agent-card.json" in paths
     assert "post" in paths["/a2a/agents/{agent_id}"]
