@@ -24,9 +24,11 @@ from cesar_api.metrics import ApiMetrics
 from cesar_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from cesar_api.resources import Resources
 from cesar_api.routes import (
+    a2a,
     agents,
     events,
     financial,
+    graph,
     health,
     ingestions,
     jobs,
@@ -62,7 +64,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 DESCRIPTION = """
 CESAR API: agents and their events (with a live WebSocket stream at `/api/v1/events/stream`),
-jobs, workflows, financial data, ingestions, sync status, monitoring views, LLM cache metrics.
+jobs, workflows, financial data, ingestions, sync status, monitoring views, LLM cache metrics,
+the knowledge graph, and the Agent2Agent protocol (`/a2a/agents/{agent_id}`, with each agent's
+card at `/a2a/agents/{agent_id}/.well-known/agent-card.json`).
 
 Writes need `Authorization: Bearer <API key>` (made with `cesar-api-keys create <name>`).
 Every error has one shape: `{"error": {"code": "...", "message": "...", "details": ...}}`.
@@ -141,7 +145,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (agents, events, jobs, workflows, financial, ingestions, monitoring):
+    for module in (agents, events, jobs, workflows, financial, ingestions, monitoring, graph, a2a):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     # outermost last: metrics see every response, including 413s
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

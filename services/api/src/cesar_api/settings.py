@@ -64,6 +64,16 @@ class ApiSettings(JobSettings):
     db_connect_max_delay: float = Field(default=30.0, gt=0, validation_alias="DB_CONNECT_MAX_DELAY")
     uvicorn_access_log: bool = Field(default=False, validation_alias="API_ACCESS_LOG")
 
+    # A2A: how often a waiting SendMessage or a stream looks at the task's job, how long a
+    # blocking SendMessage waits for the final state, and how long one stream may last
+    a2a_poll_seconds: float = Field(default=0.25, gt=0, le=60, validation_alias="A2A_POLL_SECONDS")
+    a2a_send_wait_seconds: float = Field(
+        default=60.0, ge=0, le=3600, validation_alias="A2A_SEND_WAIT_SECONDS"
+    )
+    a2a_stream_max_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="A2A_STREAM_MAX_SECONDS"
+    )
+
     @field_validator("rate_limit_per_key", "rate_limit_per_address", "ws_connect_rate")
     @classmethod
     def _valid_limit(cls, value: str) -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cesar_core.jobs.registry import JobSpec
 
 __all__ = [
+    "A2A_TASK",
     "BUILTIN_SPECS",
     "EMAIL_INGEST",
     "FINANCIAL_INGEST",
@@ -23,6 +24,7 @@ __all__ = [
     "SUPABASE_SYNC",
     "SYNCABLE_TABLES",
     "WORKFLOW_EXECUTE",
+    "A2aTaskPayload",
     "EmailIngestPayload",
     "FinancialIngestPayload",
     "NoopPayload",
@@ -145,6 +147,16 @@ class NoopPayload(_Payload):
     echo: Any = None
 
 
+class A2aTaskPayload(_Payload):
+    """An A2A message to an agent; the task id is the job id (see :mod:`cesar_core.a2a`)."""
+
+    agent_id: UUID
+    context_id: UUID = Field(description="the A2A context: the a2a_conversations row")
+    message_id: UUID = Field(description="the a2a_messages row of the request")
+    text: str = Field(min_length=1, max_length=100_000, description="the message's text")
+    message: dict[str, Any] = Field(description="the A2A Message as protocol JSON")
+
+
 WORKFLOW_EXECUTE = JobSpec(
     "workflow.execute",
     WorkflowExecutePayload,
@@ -183,6 +195,14 @@ NOOP = JobSpec(
     description="does nothing (optionally sleeps or fails): benchmarks and checks",
 )
 
+A2A_TASK = JobSpec(
+    "a2a.task",
+    A2aTaskPayload,
+    timeout_seconds=600,
+    description="answer an A2A message to an agent (its model through the LLM proxy, or an "
+    "echo); the reply is stored in a2a_messages and returned as the task's artifact",
+)
+
 BUILTIN_SPECS = (
     WORKFLOW_EXECUTE,
     FINANCIAL_INGEST,
@@ -190,4 +210,5 @@ BUILTIN_SPECS = (
     SUPABASE_SYNC,
     REFRESH_VIEWS,
     NOOP,
+    A2A_TASK,
 )

@@ -1,4 +1,5 @@
-"""Agents: live activity from agent_events, agents with their last heartbeat and reputation."""
+"""Agents: live activity from agent_events, agents with their last heartbeat and reputation,
+and one agent's A2A conversations and tasks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import streamlit as st
 
 from cesar_dashboard import data, ui
 from cesar_dashboard.settings import DashboardSettings
-from cesar_dashboard.views import charts
+from cesar_dashboard.views import agent_a2a, charts
 
 __all__ = ["EVENT_LIMIT", "HEARTBEAT_FRESH_SECONDS", "RATE_SECONDS", "TITLE", "render"]
 
@@ -101,3 +102,4 @@ def render(cfg: DashboardSettings) -> None:
             ),
             width="stretch",
         )
+    agent_a2a.render(cfg, url, read.agents)

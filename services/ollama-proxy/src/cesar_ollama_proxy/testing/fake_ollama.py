@@ -21,7 +21,9 @@ JSON object, or the command line) and observed through :class:`FakeOllama`'s cou
 - ``error_after_chunks``: after N chunks a stream ends with ``{"error": ...}`` (SSE: ``data:``);
 - ``drop_after_chunks``: after N chunks the connection is cut (no terminating chunk);
 - ``hold_after_chunks``: after N chunks a stream waits until released
-  (:meth:`FakeOllama.release` or ``POST /_fake/release``).
+  (:meth:`FakeOllama.release` or ``POST /_fake/release``);
+- ``canned_responses``: ``{marker: text}``; a generate or chat prompt containing ``marker``
+  is answered with ``text`` verbatim (one chunk when streamed), e.g. the JSON a step expects.
 
 Control routes: ``GET /_fake/state``, ``POST /_fake/config``, ``POST /_fake/release``,
 ``POST /_fake/reset``.
@@ -71,6 +73,7 @@ class FakeConfig:
     drop_after_chunks: int | None = None
     hold_after_chunks: int | None = None
     embedding_dim: int = 8
+    canned_responses: dict[str, str] = field(default_factory=dict)
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -103,6 +106,13 @@ def _vector(text: str, dim: int) -> list[float]:
     return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dim)]
 
 
+def _answer(config: FakeConfig, prompt: str) -> list[str]:
+    for marker, text in config.canned_responses.items():
+        if marker in prompt:
+            return [text]
+    return _words(prompt, config.tokens)
+
+
 def _prompt_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -112,7 +122,11 @@ class FakeOllama:
 
     def __init__(self, config: FakeConfig | None = None) -> None:
         self._initial = config or FakeConfig()
-        self.config = dataclasses.replace(self._initial, models=list(self._initial.models))
+        self.config = dataclasses.replace(
+            self._initial,
+            models=list(self._initial.models),
+            canned_responses=dict(self._initial.canned_responses),
+        )
         self.requests: Counter[str] = Counter()
         self.bodies: list[tuple[str, dict[str, Any]]] = []
         self.streams_started = 0
@@ -130,7 +144,11 @@ class FakeOllama:
         self._gate.set()
 
     def reset(self) -> None:
-        self.config = dataclasses.replace(self._initial, models=list(self._initial.models))
+        self.config = dataclasses.replace(
+            self._initial,
+            models=list(self._initial.models),
+            canned_responses=dict(self._initial.canned_responses),
+        )
         self.requests.clear()
         self.bodies.clear()
         self.streams_started = self.streams_finished = self.holding = 0
@@ -325,7 +343,7 @@ def create_fake_app(fake: FakeOllama) -> Starlette:
         if failed is not None:
             return failed
         model, prompt = str(body["model"]), str(body.get("prompt") or "")
-        words = _words(prompt, fake.config.tokens)
+        words = _answer(fake.config, prompt)
         final = {
             "model": model,
             "created_at": _now(),
@@ -349,7 +367,7 @@ def create_fake_app(fake: FakeOllama) -> Starlette:
         model = str(body["model"])
         messages = body.get("messages") or []
         last = str(messages[-1].get("content", "")) if messages else ""
-        words = _words(last, fake.config.tokens)
+        words = _answer(fake.config, last)
         final = {
             "model": model,
             "created_at": _now(),

@@ -2,7 +2,8 @@
 
 Definition: ``{"steps": [{"name": "...", "kind": "llm.generate", "model": "...",
 "prompt": "..."}, {"kind": "agent.event", "event_type": "...", ...}, {"kind": "delay",
-"seconds": 1}, {"kind": "enqueue", "job_type": "...", "payload": {...}}]}``.
+"seconds": 1}, {"kind": "enqueue", "job_type": "...", "payload": {...}}, {"kind":
+"graph.extract", "model": "...", "text": "..."}]}`` (see :mod:`cesar_worker.jobs.graph_extract`).
 Strings may refer to earlier results: ``{{input.topic}}``, ``{{steps.<name>.response}}``.
 
 Limits (so one template cannot flood the queue or the worker's memory):
@@ -44,6 +45,7 @@ from cesar_core.jobs.registry import JobContext, JobType, PermanentJobError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cesar_worker.config import WorkerConfig
+from cesar_worker.jobs.graph_extract import GraphExtractStep, run_graph_extract
 
 __all__ = ["JOB", "WorkflowDefinition"]
 
@@ -87,7 +89,8 @@ class EnqueueStep(_Step):
 
 
 Step = Annotated[
-    LlmGenerateStep | AgentEventStep | DelayStep | EnqueueStep, Field(discriminator="kind")
+    LlmGenerateStep | AgentEventStep | DelayStep | EnqueueStep | GraphExtractStep,
+    Field(discriminator="kind"),
 ]
 
 
@@ -357,6 +360,8 @@ async def _run_step(
         return await _agent_event(ctx, step, execution_id, index)
     if isinstance(step, EnqueueStep):
         return await _enqueue(ctx, step, execution_id, index, depth)
+    if isinstance(step, GraphExtractStep):
+        return await run_graph_extract(ctx, step)
     await asyncio.sleep(step.seconds)
     return {"slept": step.seconds}
 
