@@ -69,6 +69,7 @@ from redis.exceptions import RedisError
 from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
+from cesar_worker.schedule import scheduled_job_crons
 
 __all__ = ["WorkerSettings", "main", "poll_delay", "quiet_arq_job_lines", "serve", "worker_options"]
 
@@ -156,6 +157,7 @@ def cron_jobs(config: WorkerConfig) -> list[CronJob]:
         ),
         cron(cron_prune, name=f"{prefix}.prune", minute={17}, second={5}, timeout=1800),
         cron(cron_failure_alerts, name=f"{prefix}.failure_alerts", second={40}, timeout=60),
+        *scheduled_job_crons(config, prefix, RUNTIME_KEY),
     ]
 
 
