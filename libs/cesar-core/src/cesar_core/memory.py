@@ -6,7 +6,7 @@ deterministic and tests can assert them exactly.
 Text similarity
     A text is reduced to its set of tokens: lower-cased runs of letters and digits
     (``re.findall(r"\\w+")`` minus ``_``). Two texts are near-duplicates when the Jaccard
-    index of their token sets, ``|A ∩ B| / |A ∪ B|``, is at least the merge threshold
+    index of their token sets, ``|A & B| / |A | B|``, is at least the merge threshold
     (:data:`MERGE_THRESHOLD`, 0.8 by default).
 
 Recall score (documented in the README)
@@ -30,8 +30,8 @@ from datetime import datetime
 
 __all__ = [
     "MERGE_THRESHOLD",
-    "RECENCY_HALF_LIFE_HOURS",
     "RECALL_WEIGHTS",
+    "RECENCY_HALF_LIFE_HOURS",
     "RecallScore",
     "jaccard",
     "query_overlap",
@@ -60,7 +60,7 @@ def tokens(*texts: str | None) -> frozenset[str]:
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """``|a ∩ b| / |a ∪ b|``; two empty sets share nothing (0.0)."""
+    """``|a & b| / |a | b|``; two empty sets share nothing (0.0)."""
     union = a | b
     if not union:
         return 0.0

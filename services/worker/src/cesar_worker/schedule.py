@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.cron import CronJob, cron
+from arq.typing import WorkerCoroutine
 
 from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
@@ -54,7 +54,7 @@ async def enqueue_scheduled(runtime: Any, job_type: str) -> Any:
     return job
 
 
-def _enqueuer(job_type: str, runtime_key: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+def _enqueuer(job_type: str, runtime_key: str) -> WorkerCoroutine:
     async def run(ctx: dict[str, Any]) -> None:
         await enqueue_scheduled(ctx[runtime_key], job_type)
 

@@ -16,8 +16,8 @@ or the job's creation time):
    into it). Each merge is a ``memory_consolidations`` row (strategy ``merge``).
 3. **Strengthen co-recalled associations**: every ``memory.recalled`` agent event (written by
    ``POST /api/v1/agents/{id}/memories/recall``) since the previous run's ``as_of`` up to this
-   ``as_of`` counts one co-activation for each pair of memories it returned; a ``related``
-   association gets ``strength = 1 - (1 - s) * 0.9 ** n`` (new ones start from 0).
+   ``as_of`` counts one co-activation for each pair of (not archived) memories it returned; a
+   ``related`` association gets ``strength = 1 - (1 - s) * 0.9 ** n`` (new ones start from 0).
 4. **Decay**: memories not recalled (nor created) in the last ``unused_days`` before ``as_of``
    lose importance: ``importance * (1 - decay_rate)``, rounded to 6 decimals; one
    ``memory_consolidations`` row (strategy ``decay``) lists them.
@@ -112,7 +112,8 @@ WHERE agent_id = $1 AND event_type = 'memory.recalled'
 ORDER BY occurred_at, id
 """
 LIVE_MEMORY_IDS = """
-SELECT id FROM agent_memories WHERE agent_id = $1 AND id = ANY($2::UUID[])
+SELECT id FROM agent_memories
+WHERE agent_id = $1 AND id = ANY($2::UUID[]) AND is_archived = false
 """
 ASSOCIATIONS_AMONG = """
 SELECT source_memory_id, target_memory_id, strength FROM memory_associations
