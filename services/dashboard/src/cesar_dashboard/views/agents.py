@@ -7,6 +7,7 @@ import streamlit as st
 from cesar_dashboard import data, ui
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import charts
+from cesar_dashboard.views.agent_brain import render_agent_brain
 
 __all__ = ["EVENT_LIMIT", "HEARTBEAT_FRESH_SECONDS", "RATE_SECONDS", "TITLE", "render"]
 
@@ -101,3 +102,4 @@ def render(cfg: DashboardSettings) -> None:
             ),
             width="stretch",
         )
+    render_agent_brain(cfg, url, read.agents)
