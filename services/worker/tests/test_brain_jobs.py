@@ -18,7 +18,7 @@ from cesar_core.redis import RedisClient
 from cesar_worker.config import WorkerConfig
 from cesar_worker.jobs import memory
 from cesar_worker.runtime import WorkerRuntime
-from cesar_worker.schedule import enqueue_scheduled, scheduled_job_crons
+from cesar_worker.schedule import SCHEDULED_JOBS, enqueue_scheduled, scheduled_job_crons
 
 from .conftest import FakeClock
 
@@ -450,3 +450,8 @@ async def test_scheduled_entries_enqueue_once_while_active(
     assert (await rt.queue.get(first.id)).status == JobStatus.SUCCEEDED
     third = await enqueue_scheduled(rt, "memory.consolidate")
     assert third.id != first.id
+    # every scheduled type accepts the scheduled payload
+    for job_type in SCHEDULED_JOBS:
+        job = await enqueue_scheduled(rt, job_type)
+        assert job is not None, job_type
+        assert job.unique_key == f"scheduled:{job_type}"

@@ -163,6 +163,7 @@ class ReputationComputePayload(_Payload):
     )
     window_days: float = Field(default=30.0, gt=0, le=3650)
     half_life_days: float = Field(default=7.0, gt=0, le=3650)
+    trigger: Literal["scheduled", "manual"] = "manual"
 
 
 WORKFLOW_EXECUTE = JobSpec(

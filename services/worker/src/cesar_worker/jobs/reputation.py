@@ -145,6 +145,7 @@ async def compute_agent(
                         "finished_at": outcome.finished_at.isoformat(),
                         "as_of": as_of.isoformat(),
                         "computed_by": str(job_id),
+                        "trigger": payload.trigger,
                     }
                 ),
             )
