@@ -416,7 +416,13 @@ async def test_reputation_from_task_and_job_outcomes(rt: WorkerRuntime, db: Data
     assert events[2]["job_id"] == job_id and events[1]["delta"] == -0.083208
 
     # again at the same as_of: nothing new, nothing written
-    await run(rt, "reputation.compute", {"as_of": AS_OF})
+    again = await run(rt, "reputation.compute", {"as_of": AS_OF})
+    assert again.result["events"] == 0
+    # an hour later the score drifts by less than 0.001: updated, but no event
+    hour = await run(rt, "reputation.compute", {"as_of": "2030-01-10T01:00:00Z"})
+    assert hour.result["events"] == 0
+    drifted = hour.result["scores"][str(AGENT)]["score"]
+    assert 0 < 0.568051 - drifted < 0.001
     # a week later with nothing new: the score drifts, one decay event
     later = await run(rt, "reputation.compute", {"as_of": "2030-01-17T00:00:00Z"})
     assert later.result["events"] == 1

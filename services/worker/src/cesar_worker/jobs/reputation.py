@@ -10,8 +10,9 @@ time (the payload's, or the job's creation time):
 * each outcome not yet recorded becomes one ``agent_reputation_events`` row
   (``task_success`` / ``task_failure``), oldest first, with the score before and after adding
   it (``delta`` is the difference; the first one also carries the drift since the last run);
-* when nothing new finished but the score moved (older outcomes weigh less as time passes),
-  one ``decay`` event records the move;
+* when nothing new finished but the score moved by 0.001 or more (older outcomes weigh less
+  as time passes), one ``decay`` event records the move (smaller drifts update the score
+  without an event);
 * ``agent_reputation`` is upserted with the new score and its components.
 
 Idempotent: an outcome is recorded once (its event names the task), and a second run at the
@@ -34,6 +35,9 @@ from cesar_core.reputation import Outcome, Reputation, compute
 __all__ = ["JOB", "compute_agent"]
 
 RESULT_AGENTS_MAX = 50
+# a score that only drifted (no new outcome) by less than this is updated without an event,
+# so frequent runs do not flood agent_reputation_events with tiny decays
+DECAY_EVENT_MIN_DELTA = 0.001
 
 AGENTS = """
 SELECT a.id FROM agents AS a
@@ -152,7 +156,7 @@ async def compute_agent(
         )
         before = after
     final = score([_outcome(r) for r in rows])
-    if not events and final.score != before:
+    if not events and abs(final.score - before) >= DECAY_EVENT_MIN_DELTA:
         events.append(
             (
                 agent_id,
