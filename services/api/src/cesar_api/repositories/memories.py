@@ -64,8 +64,9 @@ WHERE agent_id = $1
   AND tags @> $3::TEXT[]
   AND importance >= $4
   AND ($5::BOOL OR is_archived = false)
-  AND ($6::TEXT[] IS NULL OR content ILIKE ANY($6::TEXT[]) OR summary ILIKE ANY($6::TEXT[])
-       OR tags && $7::TEXT[])
+  AND ($6::TEXT[] IS NULL OR tags && $7::TEXT[] OR EXISTS (
+        SELECT 1 FROM unnest($6::TEXT[]) AS p (pattern)
+        WHERE content ILIKE p.pattern OR summary ILIKE p.pattern))
 ORDER BY importance DESC, created_at DESC, id
 LIMIT $8
 """
