@@ -32,7 +32,10 @@ from cesar_api.routes import (
     health,
     ingestions,
     jobs,
+    memories,
     monitoring,
+    reputation,
+    routing,
     workflows,
 )
 from cesar_api.settings import ApiSettings
@@ -146,6 +149,8 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
     install_error_handlers(app)
     app.include_router(health.router)
     for module in (agents, events, jobs, workflows, financial, ingestions, monitoring, graph, a2a):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
+    for module in (memories, reputation, routing):  # the brain: memory, reputation, routing
         app.include_router(module.router, responses=ERROR_RESPONSES)
     # outermost last: metrics see every response, including 413s
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

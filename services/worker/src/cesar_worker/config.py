@@ -46,6 +46,14 @@ class WorkerConfig(JobSettings):
     worker_views_refresh_seconds: int = Field(
         default=60, ge=1, validation_alias="WORKER_VIEWS_REFRESH_SECONDS"
     )
+    # scheduled jobs (cesar_worker.schedule): seconds between enqueues, 0 = off; arq cron
+    # granularity makes anything above an hour hourly
+    memory_consolidate_seconds: float = Field(
+        default=3600.0, ge=0, validation_alias="MEMORY_CONSOLIDATE_SECONDS"
+    )
+    reputation_compute_seconds: float = Field(
+        default=900.0, ge=0, validation_alias="REPUTATION_COMPUTE_SECONDS"
+    )
     ollama_url: str = Field(default="http://ollama:11434", validation_alias="OLLAMA_URL")
     ollama_timeout_seconds: float = Field(
         default=300.0, gt=0, validation_alias="OLLAMA_TIMEOUT_SECONDS"

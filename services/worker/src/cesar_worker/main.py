@@ -74,6 +74,7 @@ from redis.exceptions import RedisError
 from cesar_worker import metrics, sync_schedule
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
+from cesar_worker.schedule import scheduled_job_crons
 
 __all__ = ["WorkerSettings", "main", "poll_delay", "quiet_arq_job_lines", "serve", "worker_options"]
 
@@ -163,6 +164,7 @@ def cron_jobs(config: WorkerConfig) -> list[CronJob]:
         # sync.supabase on its own schedule when a sync target is configured
         *sync_schedule.cron_jobs(config, prefix, RUNTIME_KEY),
         *_email_cron(config, prefix),
+        *scheduled_job_crons(config, prefix, RUNTIME_KEY),
     ]
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from cesar_core.jobs.registry import JobSpec
 
@@ -19,16 +26,20 @@ __all__ = [
     "EMAIL_INGEST",
     "FINANCIAL_INGEST",
     "MATERIALIZED_VIEWS",
+    "MEMORY_CONSOLIDATE",
     "NOOP",
     "REFRESH_VIEWS",
+    "REPUTATION_COMPUTE",
     "SUPABASE_SYNC",
     "SYNCABLE_TABLES",
     "WORKFLOW_EXECUTE",
     "A2aTaskPayload",
     "EmailIngestPayload",
     "FinancialIngestPayload",
+    "MemoryConsolidatePayload",
     "NoopPayload",
     "RefreshViewsPayload",
+    "ReputationComputePayload",
     "SupabaseSyncPayload",
     "WorkflowExecutePayload",
 ]
@@ -157,6 +168,33 @@ class A2aTaskPayload(_Payload):
     message: dict[str, Any] = Field(description="the A2A Message as protocol JSON")
 
 
+class MemoryConsolidatePayload(_Payload):
+    """The hippocampal replay; ``as_of`` (default: the job's creation time) fixes the result."""
+
+    agent_id: UUID | None = Field(default=None, description="one agent; default every agent")
+    as_of: AwareDatetime | None = Field(
+        default=None, description="reference time; default the job's created_at"
+    )
+    merge_threshold: float = Field(
+        default=0.8, ge=0.5, le=1.0, description="token Jaccard at which memories merge"
+    )
+    unused_days: float = Field(
+        default=7.0, gt=0, le=3650, description="memories not recalled this long decay"
+    )
+    max_episodes: int = Field(default=500, ge=1, le=10_000)
+    trigger: Literal["scheduled", "manual", "idle", "consolidation", "error_spike"] = "manual"
+
+
+class ReputationComputePayload(_Payload):
+    agent_id: UUID | None = Field(default=None, description="one agent; default every agent")
+    as_of: AwareDatetime | None = Field(
+        default=None, description="reference time; default the job's created_at"
+    )
+    window_days: float = Field(default=30.0, gt=0, le=3650)
+    half_life_days: float = Field(default=7.0, gt=0, le=3650)
+    trigger: Literal["scheduled", "manual"] = "manual"
+
+
 WORKFLOW_EXECUTE = JobSpec(
     "workflow.execute",
     WorkflowExecutePayload,
@@ -202,6 +240,20 @@ A2A_TASK = JobSpec(
     description="answer an A2A message to an agent (its model through the LLM proxy, or an "
     "echo); the reply is stored in a2a_messages and returned as the task's artifact",
 )
+MEMORY_CONSOLIDATE = JobSpec(
+    "memory.consolidate",
+    MemoryConsolidatePayload,
+    timeout_seconds=1800,
+    description="replay recent episodes: merge near-duplicate memories, strengthen co-recalled "
+    "associations, decay unused ones; runs recorded in replay_sessions / memory_consolidations",
+)
+REPUTATION_COMPUTE = JobSpec(
+    "reputation.compute",
+    ReputationComputePayload,
+    timeout_seconds=900,
+    description="recompute agent_reputation from task and job outcomes; events recorded in "
+    "agent_reputation_events",
+)
 
 BUILTIN_SPECS = (
     WORKFLOW_EXECUTE,
@@ -211,4 +263,6 @@ BUILTIN_SPECS = (
     REFRESH_VIEWS,
     NOOP,
     A2A_TASK,
+    MEMORY_CONSOLIDATE,
+    REPUTATION_COMPUTE,
 )

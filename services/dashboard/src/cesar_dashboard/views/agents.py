@@ -8,6 +8,7 @@ import streamlit as st
 from cesar_dashboard import data, ui
 from cesar_dashboard.settings import DashboardSettings
 from cesar_dashboard.views import agent_a2a, charts
+from cesar_dashboard.views.agent_brain import render_agent_brain
 
 __all__ = ["EVENT_LIMIT", "HEARTBEAT_FRESH_SECONDS", "RATE_SECONDS", "TITLE", "render"]
 
@@ -103,3 +104,4 @@ def render(cfg: DashboardSettings) -> None:
             width="stretch",
         )
     agent_a2a.render(cfg, url, read.agents)
+    render_agent_brain(cfg, url, read.agents)
