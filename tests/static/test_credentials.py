@@ -8,7 +8,7 @@ exactly one of a few placeholder words (``password``, ``changeme``, ...). Anythi
 A deliberate fake credential in a test fixture (e.g. a test of URL redaction) can be allowed by
 adding its fingerprint (printed by the failing test) to ``credential-allowlist.json`` next to
 this file, with the reason. Fingerprints are SHA-256 hashes, so the list never repeats the
-password itself.
+password itself. An entry that no longer matches its file fails the suite: remove it.
 """
 
 from __future__ import annotations
@@ -113,12 +113,10 @@ def tracked_files(repo: Path) -> list[str]:
 # --- the repository ---------------------------------------------------------------------------
 
 
-def test_no_tracked_file_holds_a_credential_url(repo: Path) -> None:
+def unallowed_findings(repo: Path, names: list[str], allowed: dict[str, set[str]]) -> list[Finding]:
+    """Credential-looking URLs in ``names`` (relative to ``repo``) that the allowlist lacks."""
     findings: list[Finding] = []
-    allowed = load_allowlist()
-    files = tracked_files(repo)
-    assert files, "git ls-files listed nothing"
-    for name in files:
+    for name in names:
         path = repo / name
         if not path.is_file() or path.stat().st_size > MAX_BYTES:
             continue
@@ -128,11 +126,61 @@ def test_no_tracked_file_holds_a_credential_url(repo: Path) -> None:
         for finding in find_credential_urls(data.decode("utf-8", errors="replace"), name):
             if finding.fingerprint not in allowed.get(name, set()):
                 findings.append(finding)
+    return findings
+
+
+def stale_allowlist_entries(repo: Path, allowed: dict[str, set[str]]) -> list[str]:
+    """Entries whose file is gone or no longer holds the fingerprint: each must be removed."""
+    stale = []
+    for path, prints in allowed.items():
+        file = repo / path
+        present = (
+            {f.fingerprint for f in find_credential_urls(file.read_text(), path)}
+            if file.is_file()
+            else set()
+        )
+        stale += [f"{path}: {p}" for p in sorted(prints - present)]
+    return stale
+
+
+def test_no_tracked_file_holds_a_credential_url(repo: Path) -> None:
+    files = tracked_files(repo)
+    assert files, "git ls-files listed nothing"
+    findings = unallowed_findings(repo, files, load_allowlist())
     assert not findings, (
         "credential-looking URLs in tracked files. Use ${VAR}, <...> or a *_FILE secret; a "
         "deliberate test fixture goes into tests/static/credential-allowlist.json with its "
         "fingerprint and a reason:\n" + "\n".join(map(str, findings))
     )
+
+
+def test_repository_allowlist_entries_all_match_something(repo: Path) -> None:
+    assert stale_allowlist_entries(repo, load_allowlist()) == []
+
+
+def test_allowlist_needs_reasons_allows_exactly_its_fingerprints(tmp_path: Path) -> None:
+    fixture = f"DSN = 'postgresql://cesar:Zq8vLw2p{AT}db/x'\nOTHER = 'redis://:Kd93mfQ1{AT}r/0'\n"
+    (tmp_path / "fixture.py").write_text(fixture)
+    first, second = find_credential_urls(fixture, "fixture.py")
+    listing = tmp_path / "allowlist.json"
+
+    def write(*entries: dict[str, str]) -> dict[str, set[str]]:
+        listing.write_text(json.dumps({"allowed": list(entries)}))
+        return load_allowlist(listing)
+
+    entry = {"path": "fixture.py", "fingerprint": first.fingerprint, "reason": "redaction test"}
+    with pytest.raises(AssertionError, match="without a reason"):
+        write({**entry, "reason": ""})
+    allowed = write(entry)
+    assert allowed == {"fixture.py": {first.fingerprint}}
+    # the listed fingerprint is allowed, the other URL in the same file is still reported
+    assert unallowed_findings(tmp_path, ["fixture.py"], allowed) == [second]
+    assert stale_allowlist_entries(tmp_path, allowed) == []
+    # an entry that no longer matches (edited or removed file) is reported as stale
+    (tmp_path / "fixture.py").write_text(fixture.replace("Zq8vLw2p", "Zq8vLw2q"))
+    assert stale_allowlist_entries(tmp_path, allowed) == [f"fixture.py: {first.fingerprint}"]
+    (tmp_path / "fixture.py").unlink()
+    assert stale_allowlist_entries(tmp_path, allowed) == [f"fixture.py: {first.fingerprint}"]
 
 
 # --- the detector itself ----------------------------------------------------------------------
@@ -177,16 +225,6 @@ def test_detector_flags_real_looking_passwords(sample: str) -> None:
 @pytest.mark.parametrize("sample", PLACEHOLDERS)
 def test_detector_accepts_obvious_placeholders(sample: str) -> None:
     assert find_credential_urls(sample) == []
-
-
-def test_allowlist_entries_all_have_reasons_and_match_something(repo: Path) -> None:
-    allowed = load_allowlist()
-    for path, prints in allowed.items():
-        file = repo / path
-        if not file.is_file():
-            continue  # a stale entry for a removed file is harmless
-        present = {f.fingerprint for f in find_credential_urls(file.read_text(), path)}
-        assert prints <= present, f"{path}: allowlisted fingerprints no longer found"
 
 
 def test_detector_reports_file_and_line() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -51,6 +52,42 @@ async def test_unique_key_returns_the_active_job(queue: JobQueue) -> None:
     await queue.cancel(first.id)
     third = await queue.enqueue("maintenance.noop", {}, unique_key="daily")
     assert third.id != first.id
+
+
+async def arq_deliveries(queue: JobQueue, redis: RedisClient, job_id: uuid.UUID) -> list[str]:
+    """Every arq delivery of the row: its queue entries and its job keys (one per token)."""
+    queued = [
+        m.decode() if isinstance(m, bytes) else m
+        for m in await redis.zrange(queue.queue_name, 0, -1)
+    ]
+    keys = [k async for k in redis.scan_iter(match=f"arq:job:{job_id}:*")]
+    assert len(keys) == len([m for m in queued if m.startswith(f"{job_id}:")])
+    return queued
+
+
+async def test_unique_key_pushes_one_delivery(queue: JobQueue, redis: RedisClient) -> None:
+    first = await queue.enqueue("maintenance.noop", {}, unique_key="once")
+    again = await queue.enqueue("maintenance.noop", {"echo": 1}, unique_key="once")
+    assert again.id == first.id
+    row = await queue.get(first.id)
+    assert await arq_deliveries(queue, redis, first.id) == [
+        arq_job_id(first.id, row.dispatch_token or "")
+    ]
+
+
+async def test_concurrent_unique_key_enqueues_push_one_delivery(
+    queue: JobQueue, redis: RedisClient
+) -> None:
+    jobs = await asyncio.gather(
+        *(queue.enqueue("maintenance.noop", {"echo": i}, unique_key="race") for i in range(8))
+    )
+    assert len({j.id for j in jobs}) == 1
+    assert len(await queue.list()) == 1
+    row = await queue.get(jobs[0].id)
+    assert row.status == JobStatus.QUEUED
+    assert await arq_deliveries(queue, redis, row.id) == [
+        arq_job_id(row.id, row.dispatch_token or "")
+    ]
 
 
 async def test_scheduled_job_stays_pending_without_arq_job(

@@ -68,7 +68,8 @@ async def test_live_events_with_filters(live: LiveServer, auth: dict[str, str]) 
         for ws in (everything, only_a, alarms):
             hello = json.loads(await ws.recv())
             assert hello["type"] == "hello"
-        await asyncio.sleep(0.2)  # past the resume wait
+        hub = live.app.state.resources.hub
+        await wait_until(lambda: len(hub.clients) == 3, 10)  # all three in the fan-out
         ids = await post_events(
             live,
             auth,
@@ -156,10 +157,13 @@ async def test_resume_by_first_message_and_unknown_id(
                 await asyncio.wait_for(ws.recv(), 5)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
 
-        with pytest.raises(Exception) as rejected:
-            async with connect(f"{server.ws_url}/api/v1/events/stream?agent_id=nope") as ws:
-                await ws.recv()
-        assert rejected.value is not None
+        async with connect(f"{server.ws_url}/api/v1/events/stream?agent_id=nope") as ws:
+            error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert error["type"] == "error"
+            assert error["error"] == {"code": "invalid_input", "message": "agent_id: not a UUID"}
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
 @pytest.mark.slow
@@ -174,7 +178,8 @@ async def test_slow_client_is_disconnected_and_never_stalls_others(
         slow = await connect(url, max_queue=1, compression=None)
         fast = await connect(url, max_size=None, compression=None)
         try:
-            await asyncio.sleep(0.3)
+            hub = server.app.state.resources.hub
+            await wait_until(lambda: len(hub.clients) == 2, 10)  # both in the fan-out
             received: list[str] = []
 
             async def read_fast() -> None:
@@ -202,7 +207,6 @@ async def test_slow_client_is_disconnected_and_never_stalls_others(
             await asyncio.wait_for(reader, 60)
             assert received == sent  # every event, in order, despite the slow client
 
-            hub = server.app.state.resources.hub
             await wait_until(lambda: len(hub.clients) <= 1, 20)
             async with httpx.AsyncClient(base_url=server.url) as http:
                 metrics = (await http.get("/metrics")).text

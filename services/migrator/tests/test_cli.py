@@ -171,6 +171,19 @@ async def test_edited_applied_file_is_refused(empty_database_url: str, tmp_path:
     assert status.returncode == 2
 
 
+async def test_deleted_applied_file_is_refused(empty_database_url: str, tmp_path: Path) -> None:
+    directory = copy_migrations(tmp_path)
+    assert (
+        migrate("apply", "--migrations-dir", str(directory), url=empty_database_url).returncode == 0
+    )
+    (directory / "015_agent_reputation.sql").unlink()
+    for command in ("apply", "status", "plan", "verify"):
+        result = migrate(command, "--migrations-dir", str(directory), url=empty_database_url)
+        assert result.returncode == 2, (command, result.stdout)
+        assert "015_agent_reputation.sql was applied but is no longer in" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 async def test_broken_file_leaves_nothing_behind(empty_database_url: str, tmp_path: Path) -> None:
     directory = tmp_path / "migrations"
     directory.mkdir()

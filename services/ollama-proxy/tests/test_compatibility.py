@@ -9,7 +9,11 @@ import json
 import httpx
 import ollama
 import pytest
-from cesar_ollama_proxy.testing import FakeOllama
+from cesar_ollama_proxy.testing import FakeOllama, serve_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 MODEL = "llama3.2:1b"
 EMBED_MODEL = "nomic-embed-text"
@@ -153,11 +157,36 @@ async def test_bad_requests_get_clear_4xx_in_ollama_shape(start_proxy) -> None:
         assert v1_bad.json()["error"]["type"] == "invalid_request_error"
 
 
-async def test_query_strings_and_unknown_api_routes_pass_through(proxy) -> None:
-    async with proxy.client() as http:
-        resp = await http.delete("/api/delete", params={"x": "1"})
-    # the fake does not know /api/delete: Ollama's answer (here 404/405) is relayed as is
-    assert resp.status_code in (404, 405)
+async def test_query_strings_and_unknown_api_routes_pass_through(start_proxy) -> None:
+    """An upstream that records what reaches it and answers with a status the proxy never
+    produces itself, so the answer seen is the upstream's."""
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    async def record(request: Request) -> Response:
+        body = await request.body()
+        seen.append((request.method, request.url.path, request.url.query, body))
+        return JSONResponse({"relayed": request.url.path}, status_code=299)
+
+    methods = ["GET", "POST", "DELETE"]
+    upstream = Starlette(routes=[Route("/{path:path}", record, methods=methods)])
+    async with (
+        serve_app(upstream) as upstream_url,
+        start_proxy(OLLAMA_URL=upstream_url) as running,
+        running.client() as http,
+    ):
+        deleted = await http.request(
+            "DELETE", "/api/delete", params={"x": "1", "y": "a b"}, json={"model": MODEL}
+        )
+        tags = await http.get("/api/tags", params={"verbose": "true"})
+        models = await http.get("/v1/models", params={"page": "2"})
+    assert (deleted.status_code, deleted.json()) == (299, {"relayed": "/api/delete"})
+    assert (tags.status_code, models.status_code) == (299, 299)
+    assert [(m, p, q) for m, p, q, _ in seen] == [
+        ("DELETE", "/api/delete", "x=1&y=a+b"),
+        ("GET", "/api/tags", "verbose=true"),
+        ("GET", "/v1/models", "page=2"),
+    ]
+    assert json.loads(seen[0][3]) == {"model": MODEL}
 
 
 @pytest.mark.parametrize("path", ["/livez", "/readyz"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import ollama
 import pytest
@@ -68,7 +68,10 @@ async def test_hourly_rows_are_flushed_at_shutdown_and_add_up(
     start_proxy, fake: FakeOllama, redis, redis_prefix: str, database_url: str, db: Database
 ) -> None:
     settings = {"DATABASE_URL": database_url, "PROXY_METRICS_FLUSH_SECONDS": 3600}
+    # one fixed moment for both runs: the real hour could turn between them
+    moment = datetime(2030, 1, 1, 12, 34, 56, tzinfo=UTC)
     async with start_proxy(**settings) as running:
+        running.app.state.aggregator.clock = lambda: moment
         await _traffic(running.url, fake, redis, redis_prefix)
         async with db.connection() as conn:
             assert await conn.fetch(ROWS) == []  # no write per request
@@ -81,21 +84,23 @@ async def test_hourly_rows_are_flushed_at_shutdown_and_add_up(
     )  # fmt: skip
     assert (mine["prompt_tokens"], mine["completion_tokens"]) == (2 + 3, 5 + 5)
     assert mine["max_latency_ms"] > 0 and mine["total_latency_ms"] >= mine["max_latency_ms"]
-    assert mine["bucket_start"] == hour_of(datetime.now(UTC)) or mine["bucket_start"].minute == 0
+    assert mine["bucket_start"] == hour_of(moment) == datetime(2030, 1, 1, 12, tzinfo=UTC)
     missing = rows["no-such-model"]
     assert (missing["requests"], missing["cache_misses"], missing["errors"]) == (1, 1, 1)
 
     # a second process (or a later flush) adds its deltas to the same hourly row
     async with start_proxy(**settings) as running:
+        aggregator: Aggregator = running.app.state.aggregator
+        aggregator.clock = lambda: moment + timedelta(minutes=20)  # later in the same hour
         client = ollama.AsyncClient(host=running.url)
         await client.generate(MODEL, "count me", options={"temperature": 0})  # a hit
-        aggregator: Aggregator = running.app.state.aggregator
         assert await aggregator.flush() == 1
         assert await aggregator.flush() == 0
     async with db.connection() as conn:
         row = await conn.fetchrow(ROWS.replace("ORDER BY model", "WHERE model = $1"), MODEL)
     assert row is not None
     assert (row["requests"], row["cache_hits"], row["cache_misses"]) == (4, 2, 2)
+    assert row["bucket_start"] == hour_of(moment)
 
 
 async def test_a_failed_flush_keeps_the_deltas(database_url: str, db: Database) -> None:

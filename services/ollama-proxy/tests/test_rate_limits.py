@@ -102,6 +102,41 @@ async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         await wait_until(ready, f"{url} to be ready", attempts=3000)
 
 
+async def test_a_second_process_spends_the_same_budget(
+    start_proxy, fake, redis_url: str, redis_prefix: str
+) -> None:
+    """Fast check that the limit is not kept per process: this test's in-process proxy and one
+    proxy process share one client budget (the slow test below runs two full processes)."""
+    limit = {"PROXY_RATE_LIMIT_CLIENT": "3/day", "PROXY_RATE_LIMIT_MODEL": ""}
+    port = free_port()
+    env = {
+        **os.environ,
+        "OLLAMA_URL": fake.url,
+        "REDIS_URL": redis_url,
+        "PROXY_REDIS_PREFIX": redis_prefix,
+        "PROXY_HOST": "127.0.0.1",
+        "PROXY_PORT": str(port),
+        "LOG_JSON": "false",
+        **limit,
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("COCKROACH_DB_URL", None)
+    other = _spawn_proxy(env)
+    headers = {"Authorization": "Bearer one-client"}
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}", other)
+        async with (
+            start_proxy(**limit) as here,
+            here.client(headers=headers) as a,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as b,
+        ):
+            statuses = [(await http.get("/api/tags")).status_code for http in (a, b, a, b)]
+    finally:
+        other.terminate()
+        other.wait(timeout=30)
+    assert statuses == [200, 200, 200, 429]
+
+
 @pytest.mark.slow
 async def test_limits_are_shared_by_two_proxy_processes(
     fake_process: str, redis_url: str, redis_prefix: str, redis

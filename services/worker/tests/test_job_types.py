@@ -126,10 +126,95 @@ async def test_workflow_with_llm_event_delay_and_enqueue(
     assert event["event_type"] == "workflow.said"
     assert json.loads(event["payload"]) == {"text": "echo: hi bo"}
     assert enqueued == 1
-    # idempotent: running the same job again changes nothing and enqueues nothing new
-    await rt.queue.retry(job.id) if (await rt.queue.get(job.id)).status == "failed" else None
     row = await rt.queue.get(job.id)
     assert row.status == JobStatus.SUCCEEDED
+
+
+ONCE_STEPS = {
+    "steps": [
+        {"name": "ask", "kind": "llm.generate", "model": "tiny", "prompt": "hi"},
+        {"name": "tell", "kind": "agent.event", "event_type": "workflow.said", "payload": {}},
+        {"name": "next", "kind": "enqueue", "job_type": "maintenance.noop", "payload": {}},
+    ]
+}
+SELECT_STEPS = "SELECT steps FROM workflow_executions WHERE id = $1"
+SELECT_EXECUTION_STATE = (
+    "SELECT status, current_step, steps, output, finished_at, updated_at FROM workflow_executions "
+    "WHERE id = $1"
+)
+# What a worker killed after the enqueue step, before its progress write, leaves behind:
+# only the first step recorded as done.
+REWIND_EXECUTION = """
+UPDATE workflow_executions
+SET status = 'running', current_step = 1, steps = CAST($2 AS JSONB), output = NULL,
+    finished_at = NULL
+WHERE id = $1
+"""
+
+
+async def deliver(rt: WorkerRuntime, execution_id: uuid.UUID) -> None:
+    """One delivery of the execution: a workflow.execute job naming it, run to the end."""
+    job = await rt.queue.enqueue(
+        "workflow.execute", {"template_name": "once", "execution_id": str(execution_id)}
+    )
+    assert await run(rt, job.id) == "succeeded"
+
+
+async def effects(db: Database, requests: list[Any]) -> tuple[int, int, int]:
+    async with db.connection() as conn:
+        events = await conn.fetchval("SELECT COUNT(*) FROM agent_events")
+        enqueued = await conn.fetchval(
+            "SELECT COUNT(*) FROM job_queue WHERE job_type = 'maintenance.noop'"
+        )
+    generated = len([path for path, _ in requests if path == "/api/generate"])
+    return events, enqueued, generated
+
+
+async def add_once_template(db: Database) -> None:
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO workflow_templates (name, definition) VALUES ('once', CAST($1 AS JSONB))",
+            json.dumps(ONCE_STEPS),
+        )
+
+
+async def test_finished_execution_delivered_again_repeats_nothing(
+    rt: WorkerRuntime, db: Database, http_server: tuple[str, list[Any]], clock: FakeClock
+) -> None:
+    await add_once_template(db)
+    execution_id = uuid.uuid4()
+    await deliver(rt, execution_id)
+    async with db.connection() as conn:
+        finished = await conn.fetchrow(SELECT_EXECUTION_STATE, execution_id)
+    assert finished["status"] == "succeeded"
+    clock.advance(minutes=1)  # a rewrite of the finished row would show in its times
+    await deliver(rt, execution_id)
+    assert await effects(db, http_server[1]) == (1, 1, 1)
+    async with db.connection() as conn:
+        assert await conn.fetchrow(SELECT_EXECUTION_STATE, execution_id) == finished
+
+
+@pytest.mark.parametrize("child_finished", [False, True], ids=["child-active", "child-done"])
+async def test_execution_redelivered_after_a_crash_repeats_no_effect(
+    rt: WorkerRuntime, db: Database, http_server: tuple[str, list[Any]], child_finished: bool
+) -> None:
+    await add_once_template(db)
+    execution_id = uuid.uuid4()
+    await deliver(rt, execution_id)
+    if child_finished:  # the enqueued job ran before the redelivery: its unique_key is free
+        async with db.connection() as conn:
+            child = await conn.fetchval(
+                "SELECT id FROM job_queue WHERE job_type = 'maintenance.noop'"
+            )
+        assert await run(rt, child) == "succeeded"
+    async with db.connection() as conn:
+        steps = json.loads(await conn.fetchval(SELECT_STEPS, execution_id))
+        await conn.execute(REWIND_EXECUTION, execution_id, json.dumps(steps[:1]))
+    await deliver(rt, execution_id)
+    assert await effects(db, http_server[1]) == (1, 1, 1)
+    async with db.connection() as conn:
+        state = await conn.fetchrow(SELECT_EXECUTION_STATE, execution_id)
+    assert (state["status"], state["current_step"]) == ("succeeded", 3)
 
 
 async def test_workflow_unknown_template_fails_at_once(rt: WorkerRuntime) -> None:

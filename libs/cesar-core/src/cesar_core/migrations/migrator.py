@@ -180,10 +180,14 @@ class Migrator:
         by_version = {m.version: m for m in migrations}
         for record in applied:
             migration = by_version.get(record.version)
-            if migration is None:
+            if migration is None or migration.name != record.name:
+                # Deleted, or replaced by a file under another name: the history no longer
+                # matches the folder, and applying on top of it would hide that.
+                applied_file = f"{record.version:03d}_{record.name}.sql"
+                instead = f" ({migration.label()}.sql now claims that version)" if migration else ""
                 raise ChecksumDrift(
-                    f"version {record.version:03d} ({record.name}) was applied but its file is "
-                    f"no longer in {self.directory}"
+                    f"{applied_file} was applied but is no longer in {self.directory}{instead}; "
+                    "restore it instead of deleting an applied migration"
                 )
             if migration.checksum(self.engine.name) != record.checksum:
                 names = ", ".join(p.name for p in migration.files(self.engine.name))

@@ -164,6 +164,14 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
             await ws.close(code=code, reason=reason[:120])
 
 
+async def _refuse_input(ws: WebSocket, message: str) -> None:
+    """Accept only to say what is wrong: a close before the handshake reaches a client as a
+    bare 403 without any reason."""
+    await ws.accept()
+    await ws.send_text(_text("error", error={"code": "invalid_input", "message": message}))
+    await _close(ws, _POLICY, message)
+
+
 async def _first_message(ws: WebSocket, wait: float) -> dict[str, Any]:
     """The optional first message (``{"last_event_id": ...}``, ``{"api_key": ...}``) if it
     comes within ``wait``; ``{}`` when none came or it is not a JSON object."""
@@ -373,10 +381,10 @@ async def event_stream(
         try:
             agent_id = str(UUID(agent_id))
         except ValueError:
-            await ws.close(code=_POLICY, reason="agent_id: not a UUID")
+            await _refuse_input(ws, "agent_id: not a UUID")
             return
     if event_type is not None and not 0 < len(event_type) <= 200:
-        await ws.close(code=_POLICY, reason="event_type: 1 to 200 characters")
+        await _refuse_input(ws, "event_type: 1 to 200 characters")
         return
     address = ws.client.host if ws.client else "unknown"
     if not resources.streams.acquire(address):

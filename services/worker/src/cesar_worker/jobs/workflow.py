@@ -132,6 +132,10 @@ SET status = $2, output = CAST($3 AS JSONB), error = $4, finished_at = $5, updat
 WHERE id = $1
 """
 SELECT_AGENT_BY_NAME = "SELECT id FROM agents WHERE name = $1"
+SELECT_ENQUEUED = """
+SELECT id, job_type FROM job_queue WHERE job_type = $1 AND unique_key = $2
+ORDER BY created_at LIMIT 1
+"""
 INSERT_EVENT = """
 INSERT INTO agent_events (id, agent_id, event_type, payload, severity, source, correlation_id,
                           occurred_at, created_at)
@@ -341,11 +345,16 @@ def _child_payload(ctx: JobContext, step: EnqueueStep, depth: int) -> dict[str, 
 async def _enqueue(
     ctx: JobContext, step: EnqueueStep, execution_id: UUID, index: int, depth: int
 ) -> dict[str, Any]:
+    unique_key = f"workflow:{execution_id}:{index}"
+    # The unique_key dedups only while that job is active: a re-run after it finished (a worker
+    # killed before recording this step) must find it, not enqueue it again.
+    async with ctx.db.connection() as conn:
+        earlier = await conn.fetchrow(SELECT_ENQUEUED, step.job_type, unique_key)
+    if earlier is not None:
+        return {"job_id": str(earlier["id"]), "job_type": earlier["job_type"]}
     payload = _child_payload(ctx, step, depth)
     try:
-        job = await ctx.queue.enqueue(
-            step.job_type, payload, unique_key=f"workflow:{execution_id}:{index}"
-        )
+        job = await ctx.queue.enqueue(step.job_type, payload, unique_key=unique_key)
     except (UnknownJobType, InvalidPayload) as exc:
         raise PermanentJobError(str(exc)) from exc
     return {"job_id": str(job.id), "job_type": job.job_type}
