@@ -540,3 +540,38 @@ async def test_pushed_bodies_are_json(redis: RedisClient, queue_name: str) -> No
     assert raw is not None and raw.startswith(b"{")
     await redis.delete(f"arq:job:{arq_job_id(row_id, 'tok')}")
     await redis.zrem(queue_name, arq_job_id(row_id, "tok"))
+
+
+async def test_a_stale_final_write_changes_nothing_while_the_newer_attempt_runs(
+    runtime: WorkerRuntime, db: Database
+) -> None:
+    """The token, not the status, must block a stale worker: its `succeeded` arrives while the
+    row is `running` under the newer attempt's token."""
+    gate("newer")
+    job = await runtime.queue.enqueue("test.gate", {"gate": "newer"})
+    old_token = await token_of(runtime, job.id)
+    assert await runtime.mirror.claim(job.id, old_token) is not None
+    await expire_leases(db)
+    await runtime.reconciler.run_once()
+    new_token = await token_of(runtime, job.id)
+    assert await runtime.mirror.claim(job.id, new_token) is not None
+    before = await runtime.queue.get(job.id)
+    async with db.connection() as conn:
+        lease_before = await conn.fetchval(
+            "SELECT lease_expires_at FROM job_queue WHERE id = $1", job.id
+        )
+    runtime.mirror.succeed(job.id, old_token, '{"stale": true}')
+    runtime.mirror.fail(job.id, old_token, "stale failure")
+    await runtime.mirror.drain()
+    after = await runtime.queue.get(job.id)
+    assert (after.status, after.dispatch_token, after.result, after.heartbeat_at) == (
+        JobStatus.RUNNING,
+        new_token,
+        None,
+        before.heartbeat_at,
+    )
+    async with db.connection() as conn:
+        assert (
+            await conn.fetchval("SELECT lease_expires_at FROM job_queue WHERE id = $1", job.id)
+            == lease_before
+        )
