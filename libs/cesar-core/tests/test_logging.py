@@ -120,6 +120,8 @@ def test_redaction_patterns_cannot_backtrack(name: str) -> None:
          "postgresql://h/d?sslmode=require&password=***&x=1"),
         (f"host=db port=5432 password={FAKE_PW} dbname=c", "host=db port=5432 password=*** dbname=c"),
         (f"host=db PASSWORD = '{FAKE_PW} x' dbname=c", "host=db PASSWORD = *** dbname=c"),
+        (f"env DB_PASSWORD={FAKE_PW} sslpassword={FAKE_PW}",
+         "env DB_PASSWORD=*** sslpassword=***"),
         ("no secrets: a://b and c=d", "no secrets: a://b and c=d"),
     ],
 )  # fmt: skip

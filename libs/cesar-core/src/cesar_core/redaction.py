@@ -12,7 +12,8 @@ fail late makes a pattern quadratic):
   password); the user part and the password stop at ``/``, which every later ``://``
   contains, so each ``://`` costs one scan up to the next ``/``. A password with a raw ``/``
   is not a valid URL for the drivers either (it must be percent-encoded).
-- ``password=value`` (query strings, libpq key=value strings): once the key matched, the
+- ``password=value`` (query strings, libpq key=value strings, ``DB_PASSWORD=...``, so no
+  word boundary is required before the key): once the key matched, the
   value part always matches (a quoted value's closing quote is optional), so no scan is
   repeated from a later start.
 - Every repeat is possessive (``*+``, ``++``, ``{m,n}+``): each class excludes the character
@@ -29,7 +30,7 @@ __all__ = ["describe_target", "redact_text", "redact_url"]
 
 _URL_PASSWORD = re.compile(r"(?P<head>://[^:/?#@\s]{0,256}+):[^/@\s]++@")
 _KEY_PASSWORD = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|sslpassword)\s*+=\s*+)(?:'[^']*+'?|[^\s&'\"]++)",
+    r"(?P<key>(?:password|passwd|pwd)\s*+=\s*+)(?:'[^']*+'?|[^\s&'\"]++)",
     re.IGNORECASE,
 )
 _KV_PAIR = re.compile(r"(?<!\w)(\w++)\s*+=\s*+('[^']*+'?|\S*+)")
