@@ -103,6 +103,9 @@ def stack() -> Iterator[Stack]:
             "JOB_QUEUE_LOST_GRACE_SECONDS": "2",
             "JOB_QUEUE_BACKOFF_MINUTES": "0.01",
             "WORKER_METRICS_PORT": "0",
+            # no scheduled memory/reputation jobs: tests count the rows of job_queue
+            "MEMORY_CONSOLIDATE_SECONDS": "0",
+            "REPUTATION_COMPUTE_SECONDS": "0",
             "WORKER_VIEWS_REFRESH_SECONDS": "2",
             "REFRESH_SECONDS": "0",
             "DB_CONNECT_MAX_DELAY": "1",

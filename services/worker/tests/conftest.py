@@ -63,6 +63,9 @@ def worker_env(
         "JOB_QUEUE_LOST_GRACE_SECONDS": "2",
         "JOB_QUEUE_BACKOFF_MINUTES": "0.001",
         "WORKER_METRICS_PORT": "0",
+        # no scheduled memory/reputation jobs: tests count the rows of job_queue
+        "MEMORY_CONSOLIDATE_SECONDS": "0",
+        "REPUTATION_COMPUTE_SECONDS": "0",
         "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
         "LOG_JSON": "false",
         "LOG_LEVEL": "INFO",

@@ -439,9 +439,16 @@ async def test_reputation_from_task_and_job_outcomes(rt: WorkerRuntime, db: Data
 async def test_scheduled_entries_enqueue_once_while_active(
     rt: WorkerRuntime, config: WorkerConfig
 ) -> None:
-    names = [c.name for c in scheduled_job_crons(config, "q:cron", "cesar")]
+    assert scheduled_job_crons(config, "q:cron", "cesar") == []  # both 0 in the tests' env
+    on = config.model_copy(
+        update={"memory_consolidate_seconds": 3600, "reputation_compute_seconds": 900}
+    )
+    crons = scheduled_job_crons(on, "q:cron", "cesar")
+    names = [c.name for c in crons]
     assert names == ["q:cron.schedule.memory.consolidate", "q:cron.schedule.reputation.compute"]
-    off = config.model_copy(update={"memory_consolidate_seconds": 0})
+    assert (crons[0].minute, crons[0].second) == ({0}, {0})  # hourly
+    assert crons[1].minute == {0, 15, 30, 45}
+    off = on.model_copy(update={"memory_consolidate_seconds": 0})
     assert [c.name for c in scheduled_job_crons(off, "q", "cesar")] == [
         "q.schedule.reputation.compute"
     ]
