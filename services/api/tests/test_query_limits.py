@@ -106,3 +106,31 @@ async def test_listing_pages_are_bounded_in_bytes(
     got = [item["payload"] for page in pages for item in page["items"]]
     assert got == payloads  # every job once, in order, across the cut pages
     assert len(pages) > 2
+
+
+async def test_event_pages_are_bounded_in_bytes(
+    make_settings: Callable[..., ApiSettings], redis: RedisClient, auth: dict[str, str]
+) -> None:
+    budget = 4096
+    app = create_app(make_settings(max_page_bytes=budget))
+    async with client_for(app) as client:
+        events = [{"event_type": "big", "payload": {"blob": "z" * 6000}}] + [
+            {"event_type": "note", "payload": {"n": i, "blob": "w" * 1000}} for i in range(10)
+        ]
+        for event in reversed(events):  # the big one last, so newest (listed first)
+            posted = await client.post("/api/v1/events", json={"events": [event]}, headers=auth)
+            assert posted.status_code == 201
+        pages: list[dict[str, Any]] = []
+        url = "/api/v1/events?limit=500"
+        while True:
+            page = (await client.get(url)).json()
+            pages.append(page)
+            if page["next_cursor"] is None:
+                break
+            url = f"/api/v1/events?limit=500&cursor={page['next_cursor']}"
+            assert len(pages) < 20
+    assert len(pages[0]["items"]) == 1 and pages[0]["items"][0]["event_type"] == "big"
+    for page in pages[1:]:
+        assert len(json.dumps([i["payload"] for i in page["items"]])) <= budget + 200
+    assert [i["payload"] for p in pages for i in p["items"]] == [e["payload"] for e in events]
+    assert len(pages) > 2

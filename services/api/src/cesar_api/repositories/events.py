@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,7 +12,14 @@ import asyncpg
 from cesar_api.ordered_id import ordered_uuid
 from cesar_api.repositories import as_dicts, dump_json
 
-__all__ = ["EVENT_COLUMNS", "insert_many", "list_events", "position_of", "replay_after"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventPageRows",
+    "insert_many",
+    "list_events",
+    "position_of",
+    "replay_after",
+]
 
 EVENT_COLUMNS = (
     "id, agent_id, event_type, payload, severity, source, correlation_id, occurred_at, created_at"
@@ -39,6 +47,25 @@ WHERE ($1::UUID IS NULL OR agent_id = $1)
   AND expires_at > now()
 ORDER BY created_at DESC, id DESC
 LIMIT $6
+"""
+
+# LIST_EVENTS, also stopping before the payloads pass $7 bytes (the first event always
+# counts): one page may not make the database send hundreds of megabytes. ``fetched`` is the
+# page size before the cut, so the caller knows when to offer a next cursor anyway.
+LIST_EVENTS_BOUNDED = f"""
+WITH page AS ({LIST_EVENTS}),
+sized AS (
+    SELECT {EVENT_COLUMNS},
+           sum(octet_length(CAST(payload AS TEXT))) OVER (
+               ORDER BY created_at DESC, id DESC
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+           row_number() OVER (ORDER BY created_at DESC, id DESC) AS pos,
+           count(*) OVER () AS fetched
+    FROM page
+)
+SELECT {EVENT_COLUMNS}, fetched FROM sized
+WHERE pos = 1 OR upto <= $7::INT8
+ORDER BY created_at DESC, id DESC
 """
 
 EVENT_POSITION = "SELECT created_at, id FROM agent_events WHERE id = $1"
@@ -74,6 +101,14 @@ async def insert_many(
     return [by_id[i] for i in ids]
 
 
+@dataclass(frozen=True)
+class EventPageRows:
+    """A listing page; ``truncated``: the byte bound ended it before ``limit`` rows."""
+
+    rows: list[dict[str, Any]]
+    truncated: bool
+
+
 async def list_events(
     conn: asyncpg.Connection,
     *,
@@ -82,17 +117,23 @@ async def list_events(
     since: datetime | None,
     before: tuple[datetime, UUID] | None,
     limit: int,
-) -> list[dict[str, Any]]:
+    max_bytes: int,
+) -> EventPageRows:
     rows = await conn.fetch(
-        LIST_EVENTS,
+        LIST_EVENTS_BOUNDED,
         agent_id,
         event_type,
         since,
         before[0] if before else None,
         before[1] if before else None,
         limit,
+        max_bytes,
     )
-    return as_dicts(rows, _JSON)
+    fetched = int(rows[0]["fetched"]) if rows else 0
+    out = as_dicts(rows, _JSON)
+    for row in out:
+        row.pop("fetched", None)
+    return EventPageRows(out, truncated=fetched > len(out))
 
 
 async def position_of(conn: asyncpg.Connection, event_id: UUID) -> tuple[datetime, UUID] | None:

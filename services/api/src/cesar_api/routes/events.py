@@ -124,6 +124,7 @@ async def ingest_events(
 @router.get("", response_model=EventPage)
 async def list_events(
     db: DbDep,
+    settings: SettingsDep,
     _key: ReadKey,
     agent_id: UUID | None = None,
     event_type: Annotated[str | None, Query(max_length=200)] = None,
@@ -131,16 +132,26 @@ async def list_events(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> EventPage:
-    """Events, newest first."""
+    """Events, newest first. A page ends early (with a ``next_cursor``) before its payloads
+    pass ``API_MAX_PAGE_BYTES``."""
     before = decode_cursor(cursor)
-    rows = await read(
+    page = await read(
         db,
         lambda conn: repo.list_events(
-            conn, agent_id=agent_id, event_type=event_type, since=since, before=before, limit=limit
+            conn,
+            agent_id=agent_id,
+            event_type=event_type,
+            since=since,
+            before=before,
+            limit=limit,
+            max_bytes=settings.max_page_bytes,
         ),
     )
+    rows = page.rows
+    cursor_limit = len(rows) if page.truncated else limit  # cut short: there is more
     return EventPage(
-        items=[EventOut.model_validate(r) for r in rows], next_cursor=next_cursor(rows, limit)
+        items=[EventOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor(rows, cursor_limit),
     )
 
 
