@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -529,3 +530,47 @@ def test_operations_guide_covers_every_compose_file(tools: Any) -> None:
     for name in tools.all_files:
         assert f"`{name}`" in guide, f"docs/operations.md does not mention {name}"
     assert "--profile monitoring" in guide
+
+
+def test_the_documented_docker_secret_override_renders(tools: Any, tmp_path: Path) -> None:
+    """docs/operations.md's override for a Redis password from Docker secrets, as written."""
+    guide = (tools.repo / "docs" / "operations.md").read_text()
+    section = guide[guide.index("## Redis password") :]
+    snippet = section[
+        section.index("```yaml") + len("```yaml") : section.index(
+            "```", section.index("```yaml") + 7
+        )
+    ]
+    override = tmp_path / "compose.secrets.yaml"
+    override.write_text(textwrap.dedent(snippet))
+    (tmp_path / "secrets").mkdir()
+    for name in ("redis_password", "redis_url"):
+        (tmp_path / "secrets" / name).write_text("placeholder\n")
+    shutil.copy(tools.repo / "compose.yaml", tmp_path / "compose.yaml")
+    shutil.copytree(tools.repo / "deploy", tmp_path / "deploy")
+    result = subprocess.run(
+        [
+            *compose_binary(),
+            "--env-file",
+            os.devnull,
+            "-f",
+            "compose.yaml",
+            "-f",
+            override.name,
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, **COMPOSE_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["redis"]["environment"] == {
+        "REDIS_PASSWORD_FILE": "/run/secrets/redis_password"
+    }
+    assert "REDIS_URL" not in services["api"]["environment"]
+    assert services["api"]["environment"]["REDIS_URL_FILE"] == "/run/secrets/redis_url"
