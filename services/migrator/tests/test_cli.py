@@ -236,7 +236,8 @@ def test_password_never_printed() -> None:
     assert result.returncode == 2
     assert FAKE_PW not in result.stderr + result.stdout
     # the target is named by host, port and database only: no user, no password
-    assert "127.0.0.1:1/cesar" in result.stderr and "cesar:" not in result.stderr
+    assert "127.0.0.1:1/cesar" in result.stderr and "cesar:" + FAKE_PW not in result.stderr
+    assert "cesar@" not in result.stderr
 
 
 def test_bad_file_name_is_refused(tmp_path: Path) -> None:
