@@ -103,6 +103,8 @@ async def test_bad_input_is_a_clear_4xx(client: httpx.AsyncClient, auth: dict[st
     cases = [
         ({}, "at least one entity"),
         ({"entities": [ent("person", "x", confidence=2)]}, "confidence"),
+        # a boolean is not a number (the fuzzer found `false` accepted as 0.0)
+        ({"entities": [ent("person", "x", confidence=False)]}, "confidence"),
         ({"entities": [ent("person", " padded")]}, "name"),
         (
             {

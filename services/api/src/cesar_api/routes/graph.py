@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 from cesar_core import graph
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, Strict, model_validator
 
 from cesar_api.database import read, write
 from cesar_api.deps import DbDep, ReadKey, WriteKey
@@ -33,7 +33,7 @@ MAX_PATH_DEPTH = 6
 TRAVERSAL_TIMEOUT = "5s"
 
 Direction = Literal["out", "in", "both"]
-Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Unit = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=4000)]
 
 
