@@ -97,12 +97,26 @@ _RPC_BODY = {
     }
 }
 _RPC_RESPONSES = {
+    400: {
+        "description": "the body is not a JSON-RPC 2.0 request (JSON-RPC parse error -32700 or "
+        "invalid request -32600)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
     200: {
         "description": "a JSON-RPC response (errors too, as JSON-RPC errors), or an event "
         "stream for the streaming methods",
         "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {}},
-    }
+    },
 }
+
+
+def _rpc_error(code: int, message: str) -> JSONResponse:
+    """A body that is not a JSON-RPC request at all: the JSON-RPC error object, with HTTP 400
+    (bad input is a 4xx everywhere in this API; well-formed requests keep JSON-RPC's 200)."""
+    return JSONResponse(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}},
+        status_code=400,
+    )
 
 
 @router.get(
@@ -134,8 +148,14 @@ async def a2a_rpc(
     try:
         body = await request.json()
     except ValueError:
-        body = None  # the dispatcher answers with a JSON-RPC parse error
-    method = body.get("method") if isinstance(body, dict) else None
+        return _rpc_error(-32700, "Parse error: the body is not JSON")
+    if not isinstance(body, dict):
+        return _rpc_error(-32600, "Invalid Request: the body must be a JSON-RPC 2.0 object")
+    method = body.get("method")
+    if body.get("jsonrpc") != "2.0" or not isinstance(method, str) or not method:
+        return _rpc_error(
+            -32600, 'Invalid Request: "jsonrpc" must be "2.0" and "method" a non-empty string'
+        )
     if method in WRITE_METHODS:
         await require_write(request, resources, credentials)
     else:
