@@ -221,6 +221,10 @@ async def test_http_errors_and_openapi(brain: Brain) -> None:
             f"/a2a/agents/{agent['id']}", json=body, headers={"Authorization": ""}
         )
         assert anonymous.status_code == 401
+        for bad in ({"method": "SendMessage"}, {**body, "params": [1]}, {**body, "extra": 1}):
+            rejected = await http.post(f"/a2a/agents/{agent['id']}", json=bad)
+            assert rejected.status_code == 422, rejected.text
+            assert rejected.json()["error"]["code"] == "invalid_input"
         # the README's curl examples, as written (JSON-RPC by hand, A2A-Version header)
         readme = await http.post(
             f"/a2a/agents/{agent['id']}",

@@ -33,7 +33,7 @@ MAX_PATH_DEPTH = 6
 TRAVERSAL_TIMEOUT = "5s"
 
 Direction = Literal["out", "in", "both"]
-Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Unit = Annotated[Number, Field(ge=0, le=1)]
 Text = Annotated[str, Field(max_length=4000)]
 
 
