@@ -162,6 +162,20 @@ async def test_agent_with_a_model_answers_through_the_llm(brain: Brain) -> None:
     ]
 
 
+async def test_a_failed_job_is_a_failed_task_with_its_error(brain: Brain) -> None:
+    agent = await brain.agent("lost", config={"model": "no-such-model:1b"})
+    async with brain.http() as http:
+        factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
+        client = await factory.create_from_url(f"{brain.url}/a2a/agents/{agent['id']}")
+        events = [e async for e in client.send_message(SendMessageRequest(message=_message("hi")))]
+        await client.close()
+    last = events[-1].status_update
+    assert last.status.state == TaskState.TASK_STATE_FAILED
+    # the model is unknown upstream: a permanent error, the job's last_error is the message
+    assert "no-such-model" in get_message_text(last.status.message)
+    assert not any(e.HasField("artifact_update") for e in events)
+
+
 async def test_cancel_a_running_task(brain: Brain) -> None:
     brain.fake.config.response_delay = 30  # the model thinks for long: the task stays working
     agent = await brain.agent("slow", config={"model": FAKE_MODEL})
