@@ -17,6 +17,7 @@ from a2a.types.a2a_pb2 import (
     Role,
     SendMessageRequest,
     StreamResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskState,
 )
@@ -195,8 +196,19 @@ async def test_cancel_a_running_task(brain: Brain) -> None:
             await asyncio.sleep(0.05)
         assert current.status.state == TaskState.TASK_STATE_WORKING
 
+        # a second client follows the running task; cancelling ends its stream
+        follower = ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(
+            await A2ACardResolver(http, f"{brain.url}/a2a/agents/{agent['id']}").get_agent_card()
+        )
+
+        stream = follower.subscribe(SubscribeToTaskRequest(id=task_id))
+        first = await anext(stream)  # subscribed: the task as it stands
+        assert first.task.id == task_id
+        assert first.task.status.state == TaskState.TASK_STATE_WORKING
         cancelled = await client.cancel_task(CancelTaskRequest(id=task_id))
         assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        followed = [e async for e in stream]
+        assert followed[-1].status_update.status.state == TaskState.TASK_STATE_CANCELED
         again = await client.get_task(GetTaskRequest(id=task_id))
         assert again.status.state == TaskState.TASK_STATE_CANCELED
         assert not again.artifacts
