@@ -263,6 +263,15 @@ async def test_http_errors_and_openapi(brain: Brain) -> None:
         result = readme.json()["result"]["task"]
         assert result["status"]["state"] == "TASK_STATE_COMPLETED", readme.text
         assert result["artifacts"][0]["parts"][0]["text"] == "plain received: hello"
+        resent = await http.post(  # the same messageId again: the same task, no second job
+            f"/a2a/agents/{agent['id']}",
+            json={
+                **body,
+                "params": {"message": {**body["params"]["message"], "parts": [{"text": "hello"}]}},
+            },
+            headers={"A2A-Version": "1.0"},
+        )
+        assert resent.json()["result"]["task"]["id"] == result["id"]
         task = await http.post(
             f"/a2a/agents/{agent['id']}",
             json={"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": result["id"]}},

@@ -340,7 +340,7 @@ async def get_neighbours(
             {"entity": start, "depth": depth, "neighbours": found, "relations": relations}
         )
 
-    return await write(db, work)
+    return await write(db, work)  # a (read-only) transaction, so that SET LOCAL applies
 
 
 @router.get("/path", response_model=PathOut)
@@ -392,4 +392,4 @@ async def get_path(
             }
         )
 
-    return await write(db, work)
+    return await write(db, work)  # a (read-only) transaction, so that SET LOCAL applies
