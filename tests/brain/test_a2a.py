@@ -17,6 +17,7 @@ from a2a.types.a2a_pb2 import (
     Role,
     SendMessageRequest,
     StreamResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskState,
 )
@@ -162,6 +163,20 @@ async def test_agent_with_a_model_answers_through_the_llm(brain: Brain) -> None:
     ]
 
 
+async def test_a_failed_job_is_a_failed_task_with_its_error(brain: Brain) -> None:
+    agent = await brain.agent("lost", config={"model": "no-such-model:1b"})
+    async with brain.http() as http:
+        factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
+        client = await factory.create_from_url(f"{brain.url}/a2a/agents/{agent['id']}")
+        events = [e async for e in client.send_message(SendMessageRequest(message=_message("hi")))]
+        await client.close()
+    last = events[-1].status_update
+    assert last.status.state == TaskState.TASK_STATE_FAILED
+    # the model is unknown upstream: a permanent error, the job's last_error is the message
+    assert "no-such-model" in get_message_text(last.status.message)
+    assert not any(e.HasField("artifact_update") for e in events)
+
+
 async def test_cancel_a_running_task(brain: Brain) -> None:
     brain.fake.config.response_delay = 30  # the model thinks for long: the task stays working
     agent = await brain.agent("slow", config={"model": FAKE_MODEL})
@@ -181,8 +196,19 @@ async def test_cancel_a_running_task(brain: Brain) -> None:
             await asyncio.sleep(0.05)
         assert current.status.state == TaskState.TASK_STATE_WORKING
 
+        # a second client follows the running task; cancelling ends its stream
+        follower = ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(
+            await A2ACardResolver(http, f"{brain.url}/a2a/agents/{agent['id']}").get_agent_card()
+        )
+
+        stream = follower.subscribe(SubscribeToTaskRequest(id=task_id))
+        first = await anext(stream)  # subscribed: the task as it stands
+        assert first.task.id == task_id
+        assert first.task.status.state == TaskState.TASK_STATE_WORKING
         cancelled = await client.cancel_task(CancelTaskRequest(id=task_id))
         assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        followed = [e async for e in stream]
+        assert followed[-1].status_update.status.state == TaskState.TASK_STATE_CANCELED
         again = await client.get_task(GetTaskRequest(id=task_id))
         assert again.status.state == TaskState.TASK_STATE_CANCELED
         assert not again.artifacts
@@ -221,6 +247,10 @@ async def test_http_errors_and_openapi(brain: Brain) -> None:
             f"/a2a/agents/{agent['id']}", json=body, headers={"Authorization": ""}
         )
         assert anonymous.status_code == 401
+        for bad in ({"method": "SendMessage"}, {**body, "params": [1]}, {**body, "extra": 1}):
+            rejected = await http.post(f"/a2a/agents/{agent['id']}", json=bad)
+            assert rejected.status_code == 422, rejected.text
+            assert rejected.json()["error"]["code"] == "invalid_input"
         # the README's curl examples, as written (JSON-RPC by hand, A2A-Version header)
         readme = await http.post(
             f"/a2a/agents/{agent['id']}",
@@ -233,6 +263,15 @@ async def test_http_errors_and_openapi(brain: Brain) -> None:
         result = readme.json()["result"]["task"]
         assert result["status"]["state"] == "TASK_STATE_COMPLETED", readme.text
         assert result["artifacts"][0]["parts"][0]["text"] == "plain received: hello"
+        resent = await http.post(  # the same messageId again: the same task, no second job
+            f"/a2a/agents/{agent['id']}",
+            json={
+                **body,
+                "params": {"message": {**body["params"]["message"], "parts": [{"text": "hello"}]}},
+            },
+            headers={"A2A-Version": "1.0"},
+        )
+        assert resent.json()["result"]["task"]["id"] == result["id"]
         task = await http.post(
             f"/a2a/agents/{agent['id']}",
             json={"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": result["id"]}},

@@ -60,7 +60,7 @@ INSERT INTO kg_entities (entity_type, name, description, aliases, properties, co
 VALUES ($1, $2, $3, $4::TEXT[], CAST($5 AS JSONB), $6, $7, $8)
 ON CONFLICT (entity_type, name) DO UPDATE SET
     description = COALESCE(EXCLUDED.description, kg_entities.description),
-    aliases = CASE WHEN cardinality(EXCLUDED.aliases) > 0 THEN EXCLUDED.aliases
+    aliases = CASE WHEN COALESCE(array_length(EXCLUDED.aliases, 1), 0) > 0 THEN EXCLUDED.aliases
                    ELSE kg_entities.aliases END,
     properties = kg_entities.properties || EXCLUDED.properties,
     confidence = EXCLUDED.confidence,

@@ -12,7 +12,7 @@ reads need one only when READS_REQUIRE_KEY. An unknown agent is a 404 before any
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from a2a.server.context import ServerCallContext
@@ -21,6 +21,7 @@ from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from cesar_api import __version__
 from cesar_api.a2a.cards import agent_card
@@ -30,12 +31,30 @@ from cesar_api.deps import Credentials, ReadKey, ResourcesDep, require_read, req
 from cesar_api.errors import NotFound
 from cesar_api.repositories import agents as agents_repo
 from cesar_api.resources import Resources
+from cesar_api.schemas import StrictModel
 
 __all__ = ["WRITE_METHODS", "router"]
 
 router = APIRouter(prefix="/a2a/agents", tags=["a2a"])
 
 WRITE_METHODS = frozenset({"SendMessage", "SendStreamingMessage", "CancelTask"})
+
+
+class RpcRequest(StrictModel):
+    """A JSON-RPC 2.0 request; ``params`` as the A2A method defines them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "description": "A2A JSON-RPC: SendMessage, SendStreamingMessage (answered as "
+            "Server-Sent Events), GetTask, CancelTask, SubscribeToTask"
+        },
+    )
+
+    jsonrpc: Literal["2.0"]
+    id: StrictStr | StrictInt | None = None
+    method: Annotated[str, Field(min_length=1, max_length=100)]
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class _ContextBuilder(DefaultServerCallContextBuilder):
@@ -75,48 +94,13 @@ _CARD = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
-_RPC_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "an A2A JSON-RPC 2.0 request: SendMessage, SendStreamingMessage "
-        "(answered as Server-Sent Events), GetTask, CancelTask, SubscribeToTask",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["jsonrpc", "method"],
-                    "properties": {
-                        "jsonrpc": {"type": "string", "enum": ["2.0"]},
-                        "id": {"type": ["string", "integer"]},
-                        "method": {"type": "string"},
-                        "params": {"type": "object"},
-                    },
-                }
-            }
-        },
-    }
-}
 _RPC_RESPONSES = {
-    400: {
-        "description": "the body is not a JSON-RPC 2.0 request (JSON-RPC parse error -32700 or "
-        "invalid request -32600)",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    },
     200: {
         "description": "a JSON-RPC response (errors too, as JSON-RPC errors), or an event "
         "stream for the streaming methods",
         "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {}},
-    },
+    }
 }
-
-
-def _rpc_error(code: int, message: str) -> JSONResponse:
-    """A body that is not a JSON-RPC request at all: the JSON-RPC error object, with HTTP 400
-    (bad input is a 4xx everywhere in this API; well-formed requests keep JSON-RPC's 200)."""
-    return JSONResponse(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}},
-        status_code=400,
-    )
 
 
 @router.get(
@@ -138,25 +122,20 @@ async def get_agent_card(
     "/{agent_id}",
     response_class=Response,
     responses=_RPC_RESPONSES,  # type: ignore[arg-type]
-    openapi_extra=_RPC_BODY,
     summary="A2A JSON-RPC endpoint of the agent",
 )
 async def a2a_rpc(
-    agent_id: UUID, request: Request, resources: ResourcesDep, credentials: Credentials
+    agent_id: UUID,
+    body: RpcRequest,
+    request: Request,
+    resources: ResourcesDep,
+    credentials: Credentials,
 ) -> Response:
-    """Send a message (a task backed by an ``a2a.task`` job), stream it, get or cancel it."""
-    try:
-        body = await request.json()
-    except ValueError:
-        return _rpc_error(-32700, "Parse error: the body is not JSON")
-    if not isinstance(body, dict):
-        return _rpc_error(-32600, "Invalid Request: the body must be a JSON-RPC 2.0 object")
-    method = body.get("method")
-    if body.get("jsonrpc") != "2.0" or not isinstance(method, str) or not method:
-        return _rpc_error(
-            -32600, 'Invalid Request: "jsonrpc" must be "2.0" and "method" a non-empty string'
-        )
-    if method in WRITE_METHODS:
+    """Send a message (a task backed by an ``a2a.task`` job), stream it, get or cancel it.
+
+    A body that is not a JSON-RPC 2.0 request object is a 4xx like everywhere in this API;
+    errors of a well-formed call are JSON-RPC errors (HTTP 200), as A2A clients expect."""
+    if body.method in WRITE_METHODS:
         await require_write(request, resources, credentials)
     else:
         await require_read(request, resources, credentials)

@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 from cesar_core import graph
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field, Strict, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from cesar_api.database import read, write
 from cesar_api.deps import DbDep, ReadKey, WriteKey
@@ -33,7 +33,7 @@ MAX_PATH_DEPTH = 6
 TRAVERSAL_TIMEOUT = "5s"
 
 Direction = Literal["out", "in", "both"]
-Unit = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
+Unit = Annotated[Number, Field(ge=0, le=1)]
 Text = Annotated[str, Field(max_length=4000)]
 
 
@@ -340,7 +340,7 @@ async def get_neighbours(
             {"entity": start, "depth": depth, "neighbours": found, "relations": relations}
         )
 
-    return await write(db, work)
+    return await write(db, work)  # a (read-only) transaction, so that SET LOCAL applies
 
 
 @router.get("/path", response_model=PathOut)
@@ -392,4 +392,4 @@ async def get_path(
             }
         )
 
-    return await write(db, work)
+    return await write(db, work)  # a (read-only) transaction, so that SET LOCAL applies
