@@ -575,3 +575,24 @@ async def test_a_stale_final_write_changes_nothing_while_the_newer_attempt_runs(
             await conn.fetchval("SELECT lease_expires_at FROM job_queue WHERE id = $1", job.id)
             == lease_before
         )
+
+
+async def test_a_connection_killed_by_the_server_is_replaced_not_blamed_on_the_job(
+    runtime: WorkerRuntime, db: Database
+) -> None:
+    """A restart of the database ends the mirror's kept connection with SQLSTATE 57P01: that is
+    an outage (write again on a new connection), not a bad write (the job must not fail)."""
+    gate("kept", open_=True)
+    job = await runtime.queue.enqueue("test.gate", {"gate": "kept"})
+    token = await token_of(runtime, job.id)
+    assert await runtime.mirror.claim(job.id, token) is not None
+    async with db.connection() as conn:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    assert killed >= 1
+    runtime.mirror.succeed(job.id, token, '{"ok": true}')
+    await runtime.mirror.drain()
+    row = await until(runtime, job.id, JobStatus.SUCCEEDED)
+    assert row.result == {"ok": True}

@@ -136,6 +136,18 @@ _CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
 )
+# SQLSTATEs that say "the server or the connection went away", not "this write is bad":
+# class 08 (connection exception) and the shutdown states of class 57
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+# a flush is a few milliseconds; one that takes this long is stuck on a dead connection
+_FLUSH_TIMEOUT = 10.0
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    state = str(getattr(exc, "sqlstate", "") or "")
+    return state.startswith("08") or state in _SERVER_GONE
 
 
 def _json(value: Any) -> Any:
@@ -313,16 +325,19 @@ class MirrorBatcher:
                 self._inflight = True
                 try:
                     ok = await self._flush(batch)
+                except Exception as exc:  # the flusher must never die: claims would hang
+                    log.exception("mirror: unexpected error while writing")
+                    ok = self._unreachable(batch, exc)
                 finally:
                     self._inflight = False
                 if not ok:
                     if self.failing_since is None:
                         self.failing_since = time.monotonic()
                     self._requeue(batch)
-                    if self._closing and backoff > 2:
+                    if self._closing and backoff >= 2:
                         return
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, 2.0)
                     continue
                 self.failing_since = None
                 backoff = 0.1
@@ -338,8 +353,16 @@ class MirrorBatcher:
 
     async def _connection(self) -> asyncpg.pool.PoolConnectionProxy:
         if self._conn is None:
-            self._conn = await self.db.pool.acquire()
+            self._conn = await self.db.pool.acquire(timeout=_FLUSH_TIMEOUT)
         return self._conn
+
+    async def _discard_connection(self) -> None:
+        """Close the kept connection for good (it may be half dead) and give it back."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+        await self._release_connection()
 
     async def _release_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -348,17 +371,21 @@ class MirrorBatcher:
                 await self.db.pool.release(conn)
 
     async def _execute(self, args: list[Any]) -> list[asyncpg.Record]:
+        """Run FLUSH, retrying serialization failures. A connection that failed or hung is
+        dropped (a new one is taken next time) and the failure raised as DatabaseError."""
         for attempt in range(1, _RETRIES + 1):
-            conn = await self._connection()
             try:
-                rows: list[asyncpg.Record] = await conn.fetch(FLUSH, *args)
+                conn = await self._connection()
+                rows: list[asyncpg.Record] = await conn.fetch(FLUSH, *args, timeout=_FLUSH_TIMEOUT)
                 return rows
-            except asyncpg.PostgresError as exc:
+            except Exception as exc:
+                if _connection_failure(exc):
+                    await self._discard_connection()
+                    raise DatabaseError(
+                        f"database unreachable: {exc or type(exc).__name__}"
+                    ) from exc
                 if not is_retryable(exc) or attempt == _RETRIES:
                     raise
-            except _CONNECTION_ERRORS:
-                await self._release_connection()
-                raise
             await asyncio.sleep(0.005 * 2**attempt)
         raise DatabaseError("unreachable")  # pragma: no cover
 
@@ -386,7 +413,7 @@ class MirrorBatcher:
         is split until only the offending write fails, with a clear error on its row."""
         try:
             rows = await self._execute(self._arguments(batch))
-        except (DatabaseError, *_CONNECTION_ERRORS) as exc:
+        except DatabaseError as exc:
             return self._unreachable(batch, exc)
         except asyncpg.PostgresError as exc:
             if is_retryable(exc):
