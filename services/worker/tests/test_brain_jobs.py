@@ -18,7 +18,7 @@ from cesar_core.redis import RedisClient
 from cesar_worker.config import WorkerConfig
 from cesar_worker.jobs import memory
 from cesar_worker.runtime import WorkerRuntime
-from cesar_worker.schedule import SCHEDULED_JOBS, enqueue_scheduled, scheduled_job_crons
+from cesar_worker.schedule import SCHEDULED_JOBS, scheduled_job_crons, schedules
 
 from .conftest import FakeClock
 
@@ -452,8 +452,10 @@ async def test_scheduled_entries_enqueue_once_while_active(
     assert [c.name for c in scheduled_job_crons(off, "q", "cesar")] == [
         "q.schedule.reputation.compute"
     ]
-    first = await enqueue_scheduled(rt, "memory.consolidate")
-    second = await enqueue_scheduled(rt, "memory.consolidate")
+    by_name = {s.name: s for s in schedules(on)}
+    consolidate = by_name["schedule.memory.consolidate"]
+    (first,) = await consolidate.enqueue(rt)
+    (second,) = await consolidate.enqueue(rt)
     assert first.id == second.id and first.unique_key == "scheduled:memory.consolidate"
     assert first.payload["trigger"] == "scheduled"
     job = await rt.queue.get(first.id)
@@ -461,10 +463,9 @@ async def test_scheduled_entries_enqueue_once_while_active(
     await rt.mirror.drain()
     assert outcome == "succeeded"
     assert (await rt.queue.get(first.id)).status == JobStatus.SUCCEEDED
-    third = await enqueue_scheduled(rt, "memory.consolidate")
+    (third,) = await consolidate.enqueue(rt)
     assert third.id != first.id
     # every scheduled type accepts the scheduled payload
     for job_type in SCHEDULED_JOBS:
-        job = await enqueue_scheduled(rt, job_type)
-        assert job is not None, job_type
+        (job,) = await by_name[f"schedule.{job_type}"].enqueue(rt)
         assert job.unique_key == f"scheduled:{job_type}"

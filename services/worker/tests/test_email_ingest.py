@@ -288,10 +288,10 @@ async def test_the_worker_schedules_one_ingest_at_a_time(
     names = [c.name for c in worker_main.cron_jobs(imap_config)]
     assert not any(n.endswith(".email_ingest") for n in names)  # no interval: not scheduled
     every = imap_config.model_copy(update={"email_ingest_interval_seconds": 30})
-    assert any(c.name.endswith(".email_ingest") for c in worker_main.cron_jobs(every))
+    (entry,) = [c for c in worker_main.cron_jobs(every) if c.name.endswith(".email_ingest")]
 
     ctx = {worker_main.RUNTIME_KEY: rt}
-    await worker_main.cron_email_ingest(ctx)
-    await worker_main.cron_email_ingest(ctx)  # the first is still active: no second job
+    await entry.coroutine(ctx)
+    await entry.coroutine(ctx)  # the first is still active: no second job
     jobs = await rows(db, "SELECT job_type, unique_key FROM job_queue")
     assert jobs == [{"job_type": "ingest.email", "unique_key": "cron:ingest.email"}]

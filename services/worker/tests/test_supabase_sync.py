@@ -14,9 +14,9 @@ from cesar_core.db import Database, connect
 from cesar_core.errors import InvalidPayload
 from cesar_core.jobs.dispatch import arq_job_id
 from cesar_core.testing import database_named, drop_database
-from cesar_worker import sync_schedule
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
+from cesar_worker.schedule import scheduled_job_crons
 from pydantic import SecretStr
 
 from .conftest import FakeClock, free_port
@@ -267,13 +267,13 @@ async def test_deletes_reach_the_target(make_rt: Any, db: Database, targets: lis
 async def test_the_worker_schedules_one_sync_per_target(
     make_rt: Any, db: Database, config: WorkerConfig, targets: list[str]
 ) -> None:
-    assert sync_schedule.cron_jobs(config, "q:cron", "cesar") == []  # nothing configured
+    assert scheduled_job_crons(config, "q:cron", "cesar") == []  # nothing configured
     rt = await make_rt(
         supabase_db_url=SecretStr(targets[0]),
         supabase_targets=SecretStr(f"archive={targets[1]}"),
         supabase_sync_interval_seconds=30,
     )
-    (entry,) = sync_schedule.cron_jobs(rt.config, "q:cron", "cesar")
+    (entry,) = scheduled_job_crons(rt.config, "q:cron", "cesar")
     assert entry.name == "q:cron.supabase_sync" and entry.second == {0, 30}
     await entry.coroutine({"cesar": rt})
     await entry.coroutine({"cesar": rt})  # still pending: no second job per target

@@ -54,7 +54,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -71,10 +70,10 @@ from cesar_core.logging import configure_logging
 from cesar_core.settings import load_settings
 from redis.exceptions import RedisError
 
-from cesar_worker import metrics, sync_schedule
+from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
-from cesar_worker.schedule import scheduled_job_crons
+from cesar_worker.schedule import every, scheduled_job_crons
 
 __all__ = ["WorkerSettings", "main", "poll_delay", "quiet_arq_job_lines", "serve", "worker_options"]
 
@@ -93,15 +92,6 @@ def redis_settings(config: WorkerConfig) -> RedisSettings:
     settings.conn_retries = 2
     settings.conn_retry_delay = 1
     return settings
-
-
-def _every(seconds: float) -> dict[str, Any]:
-    """arq cron arguments for "every ``seconds``" (whole seconds, at most hourly)."""
-    step = max(1, math.ceil(seconds))
-    if step < 60:
-        return {"second": set(range(0, 60, step))}
-    minutes = min(60, max(1, step // 60))
-    return {"minute": set(range(0, 60, minutes)), "second": {0}}
 
 
 async def run_job(ctx: dict[str, Any]) -> None:
@@ -128,11 +118,6 @@ async def cron_failure_alerts(ctx: dict[str, Any]) -> None:
     await ctx[RUNTIME_KEY].duty("failure_alerts")
 
 
-async def cron_email_ingest(ctx: dict[str, Any]) -> None:
-    """EMAIL_INGEST_INTERVAL_SECONDS: one ingest.email job at a time (unique_key)."""
-    await ctx[RUNTIME_KEY].queue.enqueue("ingest.email", {}, unique_key="cron:ingest.email")
-
-
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the runtime unless :func:`serve` passed one in (``arq`` CLI path)."""
     if RUNTIME_KEY in ctx:
@@ -157,22 +142,13 @@ def cron_jobs(config: WorkerConfig) -> list[CronJob]:
             cron_refresh_views,
             name=f"{prefix}.refresh_views",
             timeout=600,
-            **_every(config.worker_views_refresh_seconds),
+            **every(config.worker_views_refresh_seconds),
         ),
         cron(cron_prune, name=f"{prefix}.prune", minute={17}, second={5}, timeout=1800),
         cron(cron_failure_alerts, name=f"{prefix}.failure_alerts", second={40}, timeout=60),
         # sync.supabase on its own schedule when a sync target is configured
-        *sync_schedule.cron_jobs(config, prefix, RUNTIME_KEY),
-        *_email_cron(config, prefix),
         *scheduled_job_crons(config, prefix, RUNTIME_KEY),
     ]
-
-
-def _email_cron(config: WorkerConfig, prefix: str) -> list[CronJob]:
-    interval = config.email_ingest_interval_seconds
-    if not (interval and config.imap_url):
-        return []
-    return [cron(cron_email_ingest, name=f"{prefix}.email_ingest", timeout=60, **_every(interval))]
 
 
 def functions(registry: JobRegistry) -> list[Function]:

@@ -1,36 +1,71 @@
-"""Scheduled jobs: cron entries that enqueue a job type (as opposed to the cron *duties*).
+"""Scheduled jobs: arq cron entries that *enqueue* jobs (as opposed to the cron duties).
 
-Each entry enqueues its job with a fixed ``unique_key``, so however many workers tick (and
-however often), at most one such job is active at a time; the job itself runs like any other
-(``job_queue`` row, retries, at-least-once, idempotent function). Intervals come from the
-worker's settings (``MEMORY_CONSOLIDATE_SECONDS``, ``REPUTATION_COMPUTE_SECONDS``; 0 turns an
-entry off).
+One mechanism for every job the worker starts by itself on a period:
+
+| schedule | period setting (0 or unset: off) | job(s), each with a fixed unique key |
+|---|---|---|
+| `schedule.memory.consolidate` | `MEMORY_CONSOLIDATE_SECONDS` | `memory.consolidate` |
+| `schedule.reputation.compute` | `REPUTATION_COMPUTE_SECONDS` | `reputation.compute` |
+| `supabase_sync` | `SUPABASE_SYNC_INTERVAL_SECONDS`, with a sync target configured | one `sync.supabase` per target |
+| `email_ingest` | `EMAIL_INGEST_INTERVAL_SECONDS`, with `IMAP_URL` set | `ingest.email` |
+
+Each job is enqueued with its unique key, so however many workers tick (only one does per
+tick, arq's cron ids) and however slow a run is, at most one such job is active at a time;
+the job itself runs like any other (``job_queue`` row, retries, idempotent function).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
+from cesar_core.errors import CesarError
+from cesar_core.jobs import Job, builtin
 
 from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
+from cesar_worker.sync_targets import DEFAULT_TARGET, configured_targets
 
-__all__ = ["SCHEDULED_JOBS", "enqueue_scheduled", "scheduled_job_crons"]
+__all__ = ["SCHEDULED_JOBS", "Schedule", "every", "scheduled_job_crons", "schedules"]
 
 log = logging.getLogger(__name__)
 
-# job type -> the WorkerConfig field holding its interval in seconds
+# brain job type -> the WorkerConfig field holding its period in seconds
 SCHEDULED_JOBS = {
     "memory.consolidate": "memory_consolidate_seconds",
     "reputation.compute": "reputation_compute_seconds",
 }
 
+Run = tuple[str, dict[str, Any], str]  # (job type, payload, unique key)
 
-def _every(seconds: float) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str  # the cron id after the queue's prefix, and the metric label
+    seconds: float
+    runs: tuple[Run, ...]
+
+    async def enqueue(self, runtime: Any) -> list[Job]:
+        """Enqueue every run (an active job with the same unique key is reused); errors are
+        logged and counted, never raised into arq."""
+        try:
+            jobs = [
+                await runtime.queue.enqueue(job_type, payload, unique_key=key)
+                for job_type, payload, key in self.runs
+            ]
+        except Exception:
+            metrics.CRON_RUNS.labels(self.name, "error").inc()
+            log.exception("scheduled %s: enqueue failed", self.name)
+            return []
+        metrics.CRON_RUNS.labels(self.name, "ok").inc()
+        return jobs
+
+
+def every(seconds: float) -> dict[str, Any]:
     """arq cron arguments for "every ``seconds``" (whole seconds, at most hourly)."""
     step = max(1, math.ceil(seconds))
     if step < 60:
@@ -39,42 +74,55 @@ def _every(seconds: float) -> dict[str, Any]:
     return {"minute": set(range(0, 60, minutes)), "second": {0}}
 
 
-async def enqueue_scheduled(runtime: Any, job_type: str) -> Any:
-    """Enqueue one scheduled run (the active one is reused); errors are logged, not raised."""
-    duty = f"schedule:{job_type}"
+def _sync_runs(config: WorkerConfig) -> tuple[Run, ...]:
     try:
-        job = await runtime.queue.enqueue(
-            job_type, {"trigger": "scheduled"}, unique_key=f"scheduled:{job_type}"
+        targets = sorted(configured_targets(config))
+    except CesarError as exc:  # each sync job reports it too; the worker still starts
+        log.error("sync targets misconfigured, no scheduled sync: %s", exc)
+        return ()
+    name = builtin.SUPABASE_SYNC.name
+    return tuple(
+        (name, {} if target == DEFAULT_TARGET else {"target": target}, f"{name}:{target}")
+        for target in targets
+    )
+
+
+def schedules(config: WorkerConfig) -> list[Schedule]:
+    """The schedules that are on for this configuration."""
+    found = [
+        Schedule(
+            f"schedule.{job_type}",
+            float(getattr(config, setting)),
+            ((job_type, {"trigger": "scheduled"}, f"scheduled:{job_type}"),),
         )
-    except Exception:
-        metrics.CRON_RUNS.labels(duty, "error").inc()
-        log.exception("scheduling %s failed", job_type)
-        return None
-    metrics.CRON_RUNS.labels(duty, "ok").inc()
-    return job
+        for job_type, setting in SCHEDULED_JOBS.items()
+    ]
+    if config.supabase_sync_interval_seconds > 0:
+        found.append(
+            Schedule("supabase_sync", config.supabase_sync_interval_seconds, _sync_runs(config))
+        )
+    if config.imap_url:
+        email: tuple[Run, ...] = (("ingest.email", {}, "cron:ingest.email"),)
+        found.append(Schedule("email_ingest", config.email_ingest_interval_seconds or 0, email))
+    return [s for s in found if s.seconds > 0 and s.runs]
 
 
-def _enqueuer(job_type: str, runtime_key: str) -> WorkerCoroutine:
+def _cron_function(schedule: Schedule, runtime_key: str) -> WorkerCoroutine:
     async def run(ctx: dict[str, Any]) -> None:
-        await enqueue_scheduled(ctx[runtime_key], job_type)
+        await schedule.enqueue(ctx[runtime_key])
 
-    run.__qualname__ = run.__name__ = f"schedule_{job_type.replace('.', '_')}"
+    run.__qualname__ = run.__name__ = f"scheduled_{schedule.name.replace('.', '_')}"
     return run
 
 
 def scheduled_job_crons(config: WorkerConfig, prefix: str, runtime_key: str) -> list[CronJob]:
-    """One arq cron entry per scheduled job type whose interval is not 0."""
-    entries = []
-    for job_type, setting in SCHEDULED_JOBS.items():
-        seconds = float(getattr(config, setting))
-        if seconds <= 0:
-            continue
-        entries.append(
-            cron(
-                _enqueuer(job_type, runtime_key),
-                name=f"{prefix}.schedule.{job_type}",
-                timeout=60,
-                **_every(seconds),
-            )
+    """One arq cron entry per schedule that is on."""
+    return [
+        cron(
+            _cron_function(schedule, runtime_key),
+            name=f"{prefix}.{schedule.name}",
+            timeout=60,
+            **every(schedule.seconds),
         )
-    return entries
+        for schedule in schedules(config)
+    ]
