@@ -48,6 +48,24 @@ def test_duplicate_version_names_both_files(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
+def test_same_version_with_other_zero_padding_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0001_b.sql").write_text("SELECT 1;")  # sorts first, names the same version
+    with pytest.raises(DuplicateVersion, match=r"0001_b\.sql and 001_a\.sql"):
+        load_migrations(tmp_path)
+
+
+def test_default_dir_skips_a_migrations_folder_without_sql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "migrations").mkdir()  # e.g. a service's own empty folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MIGRATIONS_DIR", raising=False)
+    found = default_migrations_dir()
+    assert found != tmp_path / "migrations"
+    assert any(found.glob("*.sql"))
+
+
 def test_orphan_sibling_is_refused(tmp_path: Path) -> None:
     (tmp_path / "001_a.postgres.sql").write_text("SELECT 1;")
     with pytest.raises(InvalidMigrationFile, match="no shared file"):

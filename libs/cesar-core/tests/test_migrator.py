@@ -42,16 +42,19 @@ async def test_deleted_applied_file_is_refused_by_name(
     assert await applied_versions(empty_database_url) == [1, 2, 3]  # 004 was not applied
 
 
+@pytest.mark.parametrize("new_name", ["renamed", "zz_renamed"])  # sorting before and after
 async def test_applied_file_replaced_under_another_name_is_refused(
-    empty_database_url: str, tmp_path: Path
+    empty_database_url: str, tmp_path: Path, new_name: str
 ) -> None:
     directory = write_migrations(tmp_path / "migrations")
     async with Migrator.connect(empty_database_url, directory) as migrator:
         await migrator.apply()
         content = (directory / "003_third.sql").read_text()
         (directory / "003_third.sql").unlink()
-        (directory / "003_renamed.sql").write_text(content)
-        with pytest.raises(ChecksumDrift, match=r"003_third\.sql .*003_renamed\.sql now claims"):
+        (directory / f"003_{new_name}.sql").write_text(content)
+        with pytest.raises(
+            ChecksumDrift, match=rf"003_third\.sql .*003_{new_name}\.sql now claims"
+        ):
             await migrator.pending()
 
 
