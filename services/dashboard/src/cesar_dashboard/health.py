@@ -24,7 +24,7 @@ import streamlit
 from cesar_core.db import parse_engine
 from cesar_core.errors import CesarError
 from cesar_core.redis import create_redis, ping_redis
-from cesar_core.settings import redact_url
+from cesar_core.settings import describe_target
 
 from cesar_dashboard import repository
 from cesar_dashboard.database import open_connection
@@ -136,7 +136,7 @@ async def check_redis(url: str, timeout: float) -> ServiceHealth:
     try:
         latency = await ping_redis(client, timeout=timeout)
     except CesarError as exc:
-        return ServiceHealth("Redis", "down", f"{redact_url(url)}: {_reason(exc)}")
+        return ServiceHealth("Redis", "down", f"{describe_target(url)}: {_reason(exc)}")
     finally:
         # closing a client that never connected must not fail the check
         with contextlib.suppress(Exception):
@@ -182,7 +182,7 @@ async def check_database_and_worker(
             return db, worker
     except Exception as exc:
         return (
-            ServiceHealth("Database", "down", f"{redact_url(url)}: {_reason(exc)}"),
+            ServiceHealth("Database", "down", f"{describe_target(url)}: {_reason(exc)}"),
             ServiceHealth("Worker", "unknown", "needs the database (worker_heartbeats)"),
         )
     finally:
