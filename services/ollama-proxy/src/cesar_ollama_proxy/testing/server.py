@@ -21,9 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", **config: Any) -> AsyncIterator[str]:
+async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", **options: Any) -> AsyncIterator[str]:
     """Serve ``app`` (lifespan included) until the block ends; yields its base URL.
-    ``config`` goes to ``uvicorn.Config`` (e.g. the proxy options ``cesar-ollama-proxy`` uses)."""
+    ``options`` go to ``uvicorn.Config`` (e.g. the proxy options ``cesar-ollama-proxy`` uses)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
@@ -34,7 +34,7 @@ async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", **config: Any) -> 
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
-        **config,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
