@@ -15,6 +15,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from cesar_core.settings import CoreSettings
+from pydantic import ValidationError
 
 # DESIGN.md section 1: who waits for whom, and for what.
 EXPECTED_DEPENDS_ON: dict[str, dict[str, str]] = {
@@ -231,6 +233,29 @@ def test_docker_compose_renders_the_redis_password_into_every_redis_url(tools: A
     for name in OUR_IMAGES:
         assert services[name]["environment"]["REDIS_URL"] == f"redis://:{password}@redis:6379/0"
     assert "ports" not in services["redis"], "Redis is published on the host"
+
+
+@pytest.mark.parametrize("files", [f for f in COMBINATIONS if f[0] == "compose.yaml"], ids="+".join)
+def test_every_combination_passes_the_production_redis_rule(
+    tools: Any, files: tuple[str, ...]
+) -> None:
+    """With ENVIRONMENT=production the services refuse a ``redis://`` URL to another host unless
+    ALLOW_INSECURE_REDIS=true; compose's own REDIS_URL (on the compose network) must pass."""
+    result = render(tools, files, {**COMPOSE_ENV, "ENVIRONMENT": "production"})
+    assert result.returncode == 0, f"{files}: {result.stderr}"
+    services = json.loads(result.stdout)["services"]
+    for name in OUR_IMAGES:
+        env = _environment(services[name])
+        assert env["ENVIRONMENT"] == "production", name
+        try:
+            CoreSettings(
+                environment="production",
+                redis_url=env["REDIS_URL"],
+                allow_insecure_redis=env.get("ALLOW_INSECURE_REDIS", "false"),
+                database_url=None,
+            )
+        except ValidationError as exc:
+            pytest.fail(f"{'+'.join(files)}: {name} would refuse to start: {exc}")
 
 
 # --- services, start order and health ---------------------------------------------------------

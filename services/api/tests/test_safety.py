@@ -188,8 +188,8 @@ async def test_validation_errors_name_field_and_problem(
             content=b"{not json",
             headers={**auth, "Content-Type": "application/json"},
         ),
-        422,
-        "invalid_input",
+        400,
+        "bad_request",
     )
     assert_error(await client.get("/api/v1/agents?limit=501"), 422, "invalid_input")
     assert_error(await client.get("/api/v1/agents?cursor=garbage"), 422, "invalid_input")

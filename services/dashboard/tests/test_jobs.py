@@ -11,6 +11,8 @@ import asyncpg
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from .test_chart_axes import assert_24_hour_utc
+
 Seed = Callable[..., Any]
 OpenPage = Callable[[str], AppTest]
 
@@ -356,3 +358,8 @@ async def test_the_dashboard_connection_refuses_writes(database_url: str) -> Non
             await conn.execute("INSERT INTO job_queue (job_type) VALUES ('maintenance.noop')")
     finally:
         await conn.close()
+
+
+async def test_the_job_timeline_axis_is_24_hour_utc(jobs_page: AppTest) -> None:
+    at = check(jobs_page.selectbox(key="jobs_selected").set_value(FAILED_ID).run())
+    assert_24_hour_utc(at, "job details")

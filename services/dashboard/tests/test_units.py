@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 
 import pytest
@@ -110,3 +112,20 @@ def test_api_health_body_names_the_unhealthy_components() -> None:
     assert _api_detail(body) == "/health degraded: worker absent, redis unhealthy"
     assert _api_detail({"status": "healthy", "components": {}}) == "/health healthy"
     assert _api_detail("not json") == ""
+
+
+def test_dashboard_uptime_counts_from_the_process_start() -> None:
+    """Streamlit imports the page modules at the first page view, which may come long after
+    the process started; the "up" time must count from the process start all the same."""
+    script = (
+        "import time; time.sleep(2.5)\n"
+        "from cesar_dashboard.health import dashboard_health\n"
+        "print(dashboard_health().detail)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    match = re.search(r"up (\d+)h(\d+)m(\d+)s", result.stdout)
+    assert match, result.stdout
+    hours, minutes, seconds = (int(g) for g in match.groups())
+    assert hours * 3600 + minutes * 60 + seconds >= 2, result.stdout

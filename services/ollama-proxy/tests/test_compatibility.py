@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import ollama
@@ -22,12 +23,16 @@ EMBED_MODEL = "nomic-embed-text"
 async def test_list_show_ps_and_version(proxy, fake: FakeOllama) -> None:
     client = ollama.AsyncClient(host=proxy.url)
     listed = await client.list()
-    assert [m.model for m in listed.models] == ["llama3.2:1b", "nomic-embed-text:latest"]
+    assert [m.model for m in listed.models] == [
+        "llama3.2:1b",
+        "qwen2.5:0.5b",
+        "nomic-embed-text:latest",
+    ]
     shown = await client.show(MODEL)
     assert shown.modelfile == "FROM llama3.2:1b"
     assert shown.details is not None and shown.details.family == "llama"
     running = await client.ps()
-    assert len(running.models) == 2
+    assert len(running.models) == 3
     async with proxy.client() as http:
         assert (await http.get("/api/version")).json() == {"version": "0.9.0-fake"}
         root = await http.get("/")
@@ -108,7 +113,11 @@ async def test_ndjson_lines_pass_through_unchanged(proxy, fake) -> None:
 async def test_openai_routes_pass_through_with_sse_kept(proxy) -> None:
     async with proxy.client() as http:
         models = (await http.get("/v1/models")).json()
-        assert [m["id"] for m in models["data"]] == ["llama3.2:1b", "nomic-embed-text:latest"]
+        assert [m["id"] for m in models["data"]] == [
+            "llama3.2:1b",
+            "qwen2.5:0.5b",
+            "nomic-embed-text:latest",
+        ]
 
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
         plain = (await http.post("/v1/chat/completions", json=body)).json()
@@ -194,3 +203,25 @@ async def test_health_endpoints(proxy, path: str) -> None:
     async with httpx.AsyncClient(base_url=proxy.url) as http:
         resp = await http.get(path)
     assert resp.status_code == 200
+
+
+def _documented_default_models() -> list[str]:
+    """``OLLAMA_MODELS`` as ``.env.example`` (what `make up` copies) sets it."""
+    env_example = Path(__file__).resolve().parents[3] / ".env.example"
+    for line in env_example.read_text().splitlines():
+        if line.startswith("OLLAMA_MODELS="):
+            return [m.strip() for m in line.split("=", 1)[1].split(",") if m.strip()]
+    raise AssertionError(".env.example sets no OLLAMA_MODELS")
+
+
+async def test_the_documented_default_model_answers_on_the_default_fake(
+    proxy, fake: FakeOllama
+) -> None:
+    documented = _documented_default_models()
+    assert "qwen2.5:0.5b" in documented  # the model every README example uses
+    client = ollama.AsyncClient(host=proxy.url)
+    listed = {m.model for m in (await client.list()).models}
+    for model in documented:
+        assert model in listed, (model, listed)
+        answer = await client.generate(model=model, prompt="hi", options={"temperature": 0})
+        assert answer.response, model

@@ -18,7 +18,7 @@ from cesar_worker.config import WorkerConfig
 from cesar_worker.runtime import WorkerRuntime
 from pydantic import SecretStr
 
-from .conftest import FakeClock
+from .conftest import FakeClock, free_port
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -340,3 +340,44 @@ def test_file_ingestion_is_off_without_a_base_dir(config: WorkerConfig) -> None:
     no_dir = config.model_copy(update={"ingest_base_dir": None})
     with pytest.raises(PermanentJobError, match="set INGEST_BASE_DIR"):
         _read_input(FinancialIngestPayload(path="/etc/passwd"), no_dir)
+
+
+async def test_llm_steps_go_to_ollama_proxy_url_when_it_is_set(
+    config: Any,
+    db: Database,
+    redis: Any,
+    registry: Any,
+    clock: FakeClock,
+    arq_cleanup: None,
+    http_server: tuple[str, list[Any]],
+) -> None:
+    """With OLLAMA_PROXY_URL set, llm.generate goes there (cache, limits, metrics), not to
+    OLLAMA_URL (here a closed port)."""
+    cfg = config.model_copy(
+        update={
+            "ollama_url": f"http://127.0.0.1:{free_port()}",
+            "ollama_proxy_url": http_server[0],
+            "alert_webhook_url": None,
+        }
+    )
+    runtime = WorkerRuntime(cfg, db, redis, registry, clock=clock, rand=lambda: 0.5)
+    await runtime.start(serve_metrics=False)
+    try:
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO workflow_templates (name, definition) "
+                "VALUES ('ask', CAST($1 AS JSONB))",
+                json.dumps({"steps": [ONCE_STEPS["steps"][0]]}),
+            )
+        job = await runtime.queue.enqueue("workflow.execute", {"template_name": "ask"})
+        assert await run(runtime, job.id) == "succeeded"
+    finally:
+        await runtime.stop()
+    assert http_server[1] == [("/api/generate", {"model": "tiny", "prompt": "hi", "stream": False})]
+
+
+def test_ollama_proxy_url_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OLLAMA_PROXY_URL", raising=False)
+    assert WorkerConfig().ollama_proxy_url is None
+    monkeypatch.setenv("OLLAMA_PROXY_URL", "http://127.0.0.1:11435")
+    assert WorkerConfig().ollama_proxy_url == "http://127.0.0.1:11435"

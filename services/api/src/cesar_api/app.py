@@ -51,7 +51,7 @@ def _error(description: str) -> dict[str, Any]:
 
 # documented on every /api/v1 operation, in the one error shape
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("the body cannot be decoded (not UTF-8 JSON)"),
+    400: _error("the body is not valid JSON, or not UTF-8"),
     401: _error("no API key, or an unknown one (writes always; reads when READS_REQUIRE_KEY)"),
     403: _error("the API key was revoked or lacks the scope"),
     404: _error("no such resource"),

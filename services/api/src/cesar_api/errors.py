@@ -12,6 +12,7 @@ problem: ``{"field": "body.events[0].event_type", "problem": "Field required", "
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,7 +174,7 @@ def translate_db_error(exc: BaseException) -> ApiError | CesarError:
         detail = getattr(exc, "detail", None)
         text = str(exc) + (f" ({detail})" if detail else "")
         if state == "23505":
-            return Conflict(f"already exists: {text}")
+            return _duplicate(exc, detail)
         if state[:2] in {"22", "23"}:  # data exceptions and integrity violations
             return InvalidInput(f"rejected by the database: {text}")
         if state in {"54000", "54001"}:
@@ -190,6 +191,26 @@ def translate_db_error(exc: BaseException) -> ApiError | CesarError:
             return DatabaseUnavailable(f"database unavailable: {text}")
         return DatabaseError(f"database error {state}: {text}")
     return DatabaseUnavailable(f"database connection failed: {exc or type(exc).__name__}")
+
+
+# "Key (name)=(planner-1) already exists." on PostgreSQL and CockroachDB alike; non-greedy up
+# to ")=(" so an expression index such as lower(name) keeps its own parentheses
+_DUPLICATE_KEY = re.compile(r"Key \((?P<fields>.+?)\)=\(")
+
+
+def _duplicate(exc: asyncpg.PostgresError, detail: str | None) -> Conflict:
+    """A unique violation said the API's way, ``field: problem``: the database's own text
+    names constraints and SQL the caller never sees, so it stays in the log only."""
+    table = getattr(exc, "table_name", None) or "the table"
+    match = _DUPLICATE_KEY.search(detail or "")
+    if match is None:
+        log.info("unique violation without a key detail: %s", exc)
+        return Conflict(f"already exists: a row of {table} with the same unique value exists")
+    fields = match.group("fields")
+    return Conflict(
+        f"{fields}: already exists in {table}; it must be unique",
+        details=[{"field": fields, "problem": "already exists"}],
+    )
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -213,6 +234,18 @@ def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
             else {"field": "request", "problem": msg, "type": "value_error"}
         )
     return details
+
+
+def _json_error(errors: Sequence[Any]) -> str | None:
+    """FastAPI reports a body that does not parse as JSON among the validation errors
+    (type ``json_invalid``); this is its message, or None when the body parsed."""
+    for err in errors:
+        if isinstance(err, dict) and err.get("type") == "json_invalid":
+            loc = err.get("loc", ())
+            reason = (err.get("ctx") or {}).get("error") or "cannot be parsed"
+            where = f" at position {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+            return f"the body is not valid JSON: {reason}{where}"
+    return None
 
 
 _STATUS_CODES = {
@@ -262,6 +295,11 @@ async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    unparseable = _json_error(exc.errors())
+    if unparseable is not None:  # not JSON at all: a bad request, not invalid input
+        return _response(
+            400, "bad_request", unparseable, [{"field": "body", "problem": unparseable}]
+        )
     details = _validation_details(exc.errors())
     message = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:10])
     return _response(422, "invalid_input", message or "invalid input", details)

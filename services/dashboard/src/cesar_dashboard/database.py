@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import asyncpg
 from cesar_core.db import normalize_dsn
-from cesar_core.settings import redact_url
+from cesar_core.settings import describe_target
 
 from cesar_dashboard.errors import DatabaseUnreachable, SchemaMissing
 
@@ -44,7 +44,9 @@ async def open_connection(url: str, timeout: float) -> asyncpg.Connection:
             server_settings=SERVER_SETTINGS,
         )
     except _DRIVER_ERRORS as exc:
-        raise DatabaseUnreachable(f"cannot connect to {redact_url(url)}: {_reason(exc)}") from exc
+        raise DatabaseUnreachable(
+            f"cannot connect to {describe_target(url)}: {_reason(exc)}"
+        ) from exc
 
 
 async def _read_async(
@@ -56,10 +58,12 @@ async def _read_async(
             return await batch(conn)
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
         raise SchemaMissing(
-            f"{redact_url(url)} answers but {_reason(exc)}; run `cesar-migrate apply`"
+            f"{describe_target(url)} answers but {_reason(exc)}; run `cesar-migrate apply`"
         ) from exc
     except _DRIVER_ERRORS as exc:
-        raise DatabaseUnreachable(f"reading from {redact_url(url)} failed: {_reason(exc)}") from exc
+        raise DatabaseUnreachable(
+            f"reading from {describe_target(url)} failed: {_reason(exc)}"
+        ) from exc
     finally:
         try:
             await conn.close(timeout=timeout)

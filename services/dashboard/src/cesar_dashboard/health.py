@@ -5,7 +5,8 @@
 - Worker: the newest ``worker_heartbeats.last_seen_at`` (read from the database).
 - Redis: ``PING``.
 - Ollama proxy: ``GET {OLLAMA_PROXY_URL}/livez``.
-- Dashboard: this process (it is rendering, so it is up), with its uptime.
+- Dashboard: this process (it is rendering, so it is up), with its uptime since the process
+  started.
 
 Every check turns failure into a :class:`ServiceHealth` with status ``down`` and a reason;
 nothing here raises.
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+import psutil
 import streamlit
 from cesar_core.db import parse_engine
 from cesar_core.errors import CesarError
 from cesar_core.redis import create_redis, ping_redis
-from cesar_core.settings import redact_url
+from cesar_core.settings import describe_target
 
 from cesar_dashboard import repository
 from cesar_dashboard.database import open_connection
@@ -42,7 +44,9 @@ Status = Literal["ok", "degraded", "down", "unknown"]
 
 WORKER_OK_SECONDS = 60.0
 WORKER_STALE_SECONDS = 300.0
-_STARTED = time.monotonic()
+# when this process started (cesar-dashboard execs streamlit, so the same process): Streamlit
+# imports this module only at the first page view, which may come hours after the start
+_PROCESS_STARTED = psutil.Process().create_time()
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ async def check_redis(url: str, timeout: float) -> ServiceHealth:
     try:
         latency = await ping_redis(client, timeout=timeout)
     except CesarError as exc:
-        return ServiceHealth("Redis", "down", f"{redact_url(url)}: {_reason(exc)}")
+        return ServiceHealth("Redis", "down", f"{describe_target(url)}: {_reason(exc)}")
     finally:
         # closing a client that never connected must not fail the check
         with contextlib.suppress(Exception):
@@ -182,7 +186,7 @@ async def check_database_and_worker(
             return db, worker
     except Exception as exc:
         return (
-            ServiceHealth("Database", "down", f"{redact_url(url)}: {_reason(exc)}"),
+            ServiceHealth("Database", "down", f"{describe_target(url)}: {_reason(exc)}"),
             ServiceHealth("Worker", "unknown", "needs the database (worker_heartbeats)"),
         )
     finally:
@@ -193,7 +197,7 @@ async def check_database_and_worker(
 
 
 def dashboard_health() -> ServiceHealth:
-    uptime = time.monotonic() - _STARTED
+    uptime = max(0.0, time.time() - _PROCESS_STARTED)
     minutes, seconds = divmod(int(uptime), 60)
     hours, minutes = divmod(minutes, 60)
     return ServiceHealth(

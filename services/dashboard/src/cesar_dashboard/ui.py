@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import streamlit as st
 from cesar_core.errors import CesarError, ConfigurationError
-from cesar_core.settings import redact_url
+from cesar_core.settings import describe_target
 
 from cesar_dashboard import api, data
 from cesar_dashboard.errors import DatabaseUnreachable, SchemaMissing
@@ -152,7 +152,7 @@ def sidebar(cfg: DashboardSettings) -> None:
         kind, text = flash
         (bar.success if kind == "success" else bar.warning)(text)
     url = cfg.dashboard_database_url or cfg.database_url
-    target = redact_url(url.get_secret_value()) if url is not None else "not configured"
+    target = describe_target(url.get_secret_value()) if url is not None else "not configured"
     bar.caption(f"Reads (read-only): `{target}`")
     bar.caption(f"Acts through the API: `{cfg.api_base}`")
     if cfg.api_key is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 from cesar_core.alerts import install_alert_handler
@@ -10,9 +11,20 @@ from cesar_core.errors import ConfigurationError
 from cesar_core.logging import configure_logging
 
 from cesar_ollama_proxy.app import create_app
-from cesar_ollama_proxy.settings import load_proxy_settings
+from cesar_ollama_proxy.settings import ProxySettings, load_proxy_settings
 
-__all__ = ["main"]
+__all__ = ["main", "proxy_options"]
+
+
+def proxy_options(settings: ProxySettings) -> dict[str, Any]:
+    """Whose ``X-Forwarded-For`` uvicorn believes: only ``FORWARDED_ALLOW_IPS``, said
+    explicitly. uvicorn's own default believes loopback, so any local client could name its
+    own address and escape the per-address limit; with the setting empty (the default) the
+    client address is always the TCP peer."""
+    trusted = settings.forwarded_allow_list
+    if not trusted:
+        return {"proxy_headers": False, "forwarded_allow_ips": []}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
 
 
 def main() -> None:
@@ -37,11 +49,11 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
-        proxy_headers=True,
         # both come with uvicorn[standard]; named so a missing one fails loudly instead of
         # silently falling back to the pure-Python loop and parser
         loop="uvloop",
         http="httptools",
+        **proxy_options(settings),
     )
 
 

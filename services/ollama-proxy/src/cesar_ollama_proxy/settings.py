@@ -24,6 +24,10 @@ class ProxySettings(CoreSettings):
     ollama_url: str = Field(default="http://ollama:11434", validation_alias="OLLAMA_URL")
     proxy_host: str = Field(default="0.0.0.0", validation_alias="PROXY_HOST")
     proxy_port: int = Field(default=11435, ge=1, le=65535, validation_alias="PROXY_PORT")
+    # peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes: comma-separated IPs or
+    # networks, "*" for any; empty (the default) believes nobody, so the client address is
+    # always the TCP peer and nobody can pick their own rate-limit bucket
+    forwarded_allow_ips: str = Field(default="", validation_alias="FORWARDED_ALLOW_IPS")
 
     # response cache
     cache_mode: CacheMode = Field(default="deterministic", validation_alias="PROXY_CACHE_MODE")
@@ -86,6 +90,10 @@ class ProxySettings(CoreSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
+
+    @property
+    def forwarded_allow_list(self) -> list[str]:
+        return [p.strip() for p in self.forwarded_allow_ips.split(",") if p.strip()]
 
     @property
     def address_limits(self) -> list[RateLimitItem]:

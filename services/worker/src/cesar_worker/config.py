@@ -58,6 +58,9 @@ class WorkerConfig(JobSettings):
     ollama_timeout_seconds: float = Field(
         default=300.0, gt=0, validation_alias="OLLAMA_TIMEOUT_SECONDS"
     )
+    # when set, llm.generate steps go to the Ollama proxy here (cache, limits, metrics) instead
+    # of OLLAMA_URL
+    ollama_proxy_url: str | None = Field(default=None, validation_alias="OLLAMA_PROXY_URL")
     supabase_db_url: SecretStr | None = Field(default=None, validation_alias="SUPABASE_DB_URL")
     supabase_sync_tables: str = Field(
         default=",".join(SYNCABLE_TABLES), validation_alias="SUPABASE_SYNC_TABLES"
@@ -103,6 +106,11 @@ class WorkerConfig(JobSettings):
     email_ingest_interval_seconds: float | None = Field(
         default=None, gt=0, validation_alias="EMAIL_INGEST_INTERVAL_SECONDS"
     )
+
+    @property
+    def llm_base_url(self) -> str:
+        """Where llm.generate steps go: the proxy when OLLAMA_PROXY_URL is set, else Ollama."""
+        return self.ollama_proxy_url or self.ollama_url
 
     def resolved_worker_id(self) -> str:
         return self.worker_id or default_worker_id()

@@ -116,7 +116,7 @@ class WorkerRuntime:
         lease-renewal/heartbeat loop and the reconciler loop."""
         self.mirror.start()
         self.resources["ollama"] = httpx.AsyncClient(
-            base_url=self.config.ollama_url, timeout=self.config.ollama_timeout_seconds
+            base_url=self.config.llm_base_url, timeout=self.config.ollama_timeout_seconds
         )
         if loops:
             self._loops = [

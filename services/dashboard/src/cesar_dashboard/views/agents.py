@@ -51,7 +51,7 @@ def render(cfg: DashboardSettings) -> None:
                 x="minute:T",
                 y="events:Q",
                 color="severity:N",
-                x_title="minute",
+                x_title="minute (UTC)",
                 y_title="events",
             ),
             width="stretch",

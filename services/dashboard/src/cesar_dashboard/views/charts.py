@@ -16,6 +16,7 @@ __all__ = [
     "lag_history_chart",
     "stacked_bars",
     "time_lines",
+    "utc_time_x",
 ]
 
 STATUS_COLORS = {
@@ -27,6 +28,26 @@ STATUS_COLORS = {
     "failed": "#dc2626",
     "cancelled": "#6b7280",
 }
+
+
+# the tables show times as 24-hour UTC (ui.fmt_time); Vega-Lite's default would be the
+# browser's local zone on a 12-hour clock without AM/PM
+UTC_TIME_FORMAT = "%H:%M"
+
+
+def utc_time_x(field: str, title: str | None) -> alt.X:
+    """An x axis for a time field, in UTC on a 24-hour clock like the tables beside it."""
+    return alt.X(
+        f"{field}:T",
+        title=title,
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(format=UTC_TIME_FORMAT, formatType="utc"),
+    )
+
+
+def _x(shorthand: str, title: str) -> alt.X:
+    field, _, kind = shorthand.rpartition(":")
+    return utc_time_x(field, title) if kind == "T" else alt.X(shorthand, title=title)
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -82,7 +103,7 @@ def lag_history_chart(df: pd.DataFrame, threshold_seconds: float) -> alt.LayerCh
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("recorded_at:T", title="time"),
+            x=utc_time_x("recorded_at", "time (UTC)"),
             y=alt.Y("lag_seconds:Q", title="lag (seconds)"),
             color=alt.Color("system_name:N", title="system"),
             tooltip=["system_name", "recorded_at", "lag_seconds"],
@@ -104,7 +125,7 @@ def stacked_bars(
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X(x, title=x_title),
+            x=_x(x, x_title),
             y=alt.Y(y, title=y_title),
             color=alt.Color(color),
             tooltip=list(df.columns),
@@ -118,7 +139,7 @@ def time_lines(df: pd.DataFrame, *, x: str, y: str, color: str, y_title: str) ->
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X(f"{x}:T", title="time"),
+            x=utc_time_x(x, "time (UTC)"),
             y=alt.Y(f"{y}:Q", title=y_title),
             color=alt.Color(f"{color}:N"),
             tooltip=[x, color, y],

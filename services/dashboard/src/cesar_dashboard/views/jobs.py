@@ -99,7 +99,7 @@ def _timeline(job: dict[str, Any]) -> None:
             alt.Chart(df)
             .mark_point(filled=True, size=120)
             .encode(
-                x=alt.X("at:T", title=None),
+                x=charts.utc_time_x("at", None),
                 color=alt.Color("event:N", legend=alt.Legend(orient="bottom")),
                 tooltip=["event", "at"],
             )

@@ -56,7 +56,8 @@ from cesar_ollama_proxy.testing.server import serve_app
 
 __all__ = ["DEFAULT_MODELS", "FakeConfig", "FakeOllama", "create_fake_app", "main"]
 
-DEFAULT_MODELS = ("llama3.2:1b", "nomic-embed-text:latest")
+# qwen2.5:0.5b is the model the README and .env.example use (OLLAMA_MODELS)
+DEFAULT_MODELS = ("llama3.2:1b", "qwen2.5:0.5b", "nomic-embed-text:latest")
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -20,14 +21,20 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve ``app`` (lifespan included) until the block ends; yields its base URL."""
+async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` (lifespan included) until the block ends; yields its base URL.
+    ``options`` go to ``uvicorn.Config`` (e.g. the proxy options ``cesar-ollama-proxy`` uses)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
