@@ -1,0 +1,205 @@
+"""Attacks on the job system (leases, mirror, reconciler, health probe). Each test states the
+failure it demonstrates; they fail on the code they were written against and pass once the
+fix proposed in its docstring is in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from cesar_core.db import Database
+from cesar_core.jobs import JobRegistry, JobSpec, JobStatus, JobType
+from cesar_core.jobs.dispatch import arq_job_id
+from cesar_worker.config import WorkerConfig
+from cesar_worker.health import heartbeat_age
+from cesar_worker.mirror import FLUSH
+from cesar_worker.runtime import WorkerRuntime
+from pydantic import BaseModel
+
+import pytest
+
+from .conftest import wait_for
+
+STARTS: dict[str, int] = {}
+GATES: dict[str, asyncio.Event] = {}
+
+
+class Gate(BaseModel):
+    gate: str
+
+
+async def gated(ctx: Any, payload: Gate) -> Any:
+    STARTS[payload.gate] = STARTS.get(payload.gate, 0) + 1
+    await GATES[payload.gate].wait()
+    return {"gate": payload.gate}
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    STARTS.clear()
+    GATES.clear()
+
+
+@pytest.fixture
+def registry() -> JobRegistry:
+    from cesar_core.jobs import load_registry
+
+    reg = load_registry()
+    reg.register(JobType(JobSpec("test.gate", Gate, timeout_seconds=60), gated))
+    return reg
+
+
+async def token_of(rt: WorkerRuntime, job_id: UUID) -> str:
+    return (await rt.queue.get(job_id)).dispatch_token or ""
+
+
+async def until(rt: WorkerRuntime, job_id: UUID, *statuses: JobStatus) -> Any:
+    async def reached() -> Any:
+        job = await rt.queue.get(job_id)
+        return job if job.status in statuses else None
+
+    return await wait_for(reached, timeout=20, interval=0.02)
+
+
+# -- A. CockroachDB refuses the mirror's statement -------------------------------------------
+
+_MODIFICATION = re.compile(
+    r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+([a-z_][a-z0-9_]*)", re.IGNORECASE
+)
+
+
+def _modifications(sql: str) -> dict[str, list[str]]:
+    """table -> the text of each modification of it (up to the next modification)."""
+    found = list(_MODIFICATION.finditer(sql))
+    out: dict[str, list[str]] = {}
+    for i, match in enumerate(found):
+        end = found[i + 1].start() if i + 1 < len(found) else len(sql)
+        out.setdefault(match.group(1).lower(), []).append(sql[match.start() : end])
+    return out
+
+
+def test_the_mirror_statement_modifies_each_table_once_as_cockroachdb_requires() -> None:
+    """CockroachDB (21.2+, default ``sql.multiple_modifications_of_table.enabled = false``)
+    refuses, at plan time with SQLSTATE 0A000, any statement with several modification
+    subqueries of one table unless all of them are INSERT without ON CONFLICT. FLUSH has
+    ``opened`` (INSERT ... ON CONFLICT DO NOTHING) and ``closed`` (UPDATE) on job_attempts, so
+    on CockroachDB every flush is refused: the mirror splits it down to single writes, each
+    refused too; every claim fails ("claim refused"), so no job ever runs.
+    Fix: write job_attempts in a second statement of the same transaction (or drop the ON
+    CONFLICT and make the open/close one UPSERT-free INSERT + a separate UPDATE)."""
+    for table, mods in _modifications(FLUSH).items():
+        if len(mods) > 1:
+            plain_inserts = all(
+                m.upper().startswith("INSERT") and "ON CONFLICT" not in m.upper() for m in mods
+            )
+            assert plain_inserts, f"{table} is modified {len(mods)} times in one statement"
+
+
+# -- B. a graceful stop while a claim is in flight strands the row -----------------------------
+
+
+async def test_a_delivery_stopped_while_claiming_is_not_left_running(
+    runtime: WorkerRuntime,
+) -> None:
+    """At graceful stop the executor cancels every delivery task, including one whose claim
+    is waiting in the mirror's batch (or already on the wire: a slow database at SIGTERM).
+    Cancelling the task cancels the claim's future, but the START stays in the batch and is
+    written by ``mirror.close``: the row becomes ``running`` (attempts + 1, a lease) with
+    nothing behind it and no interrupt recorded. A lease later the reconciler takes it over
+    as ``lost`` and the attempt counts; with ``max_attempts`` 1 the job ends ``failed``
+    without ever having run. Fix: when a claim's future is cancelled (``future.cancelled()``
+    in ``_flush``) and the claim was written anyway, record it as ``interrupted`` at once (or
+    drop a START whose future is cancelled before the flush takes the batch)."""
+    GATES["stopped"] = asyncio.Event()
+    GATES["stopped"].set()
+    job = await runtime.queue.enqueue("test.gate", {"gate": "stopped"}, max_attempts=1)
+    runtime.mirror.start_linger = 2.0  # the claim waits in the batch, as on a slow database
+    delivery = asyncio.create_task(
+        runtime.executor.run(arq_job_id(job.id, await token_of(runtime, job.id)))
+    )
+    await asyncio.sleep(0.05)
+    runtime.executor.draining = True  # SIGTERM, grace period over
+    await runtime.executor.stop(timeout=1)
+    with contextlib.suppress(asyncio.CancelledError):
+        await delivery
+    await runtime.mirror.drain()  # what mirror.close does at the end of the stop
+    row = await runtime.queue.get(job.id)
+    assert STARTS == {}  # it never ran
+    assert row.status != JobStatus.RUNNING, "stranded: running, counted, nobody behind it"
+    assert row.attempts == 0
+
+
+# -- C. an outage just under the detection gap lets live leases be taken over ------------------
+
+
+async def test_a_short_outage_never_takes_over_a_live_lease(
+    runtime: WorkerRuntime, db: Database, config: WorkerConfig
+) -> None:
+    """The outage detector counts a gap between reconciler ticks as an outage only above
+    ``stall - heartbeat``; that assumes a lease always has ``stall - heartbeat`` left when an
+    outage starts. But the renewal loop sleeps a full period *after* each beat (renew +
+    heartbeat upsert + migration check: several round trips, ~0.5-1 s on a remote
+    CockroachDB), so a live lease can have less left; with several workers ticking, an outage
+    a little shorter than the gap is not seen as one, the lease expires during it, and the
+    first pass after it takes the live attempt over (counted as lost; fenced a moment later;
+    ``failed`` with max_attempts 1). State here: the database was unreachable for just under
+    the gap; the live worker's lease ran out 0.2 s before it came back (its renewal retry
+    comes within 0.5 s). Fix: renew on a fixed cadence (sleep ``heartbeat - elapsed``) and
+    count a gap longer than one renewal period as an outage (or take over only leases that
+    expired at least one heartbeat after ``reachable_since``)."""
+    GATES["live"] = asyncio.Event()
+    job = await runtime.queue.enqueue("test.gate", {"gate": "live"}, max_attempts=1)
+    task = asyncio.create_task(
+        runtime.executor.run(arq_job_id(job.id, await token_of(runtime, job.id)))
+    )
+    await until(runtime, job.id, JobStatus.RUNNING)
+    gap = config.outage_gap_seconds() - 0.1
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE job_queue SET lease_expires_at = now() - INTERVAL '0.2 seconds'"
+            " WHERE status = 'running'"
+        )
+        await conn.execute(
+            "INSERT INTO job_lease_clock (id, last_tick_at, reachable_since)"
+            " VALUES (1, now() - make_interval(secs => $1), now() - INTERVAL '1 hour')"
+            " ON CONFLICT (id) DO UPDATE SET last_tick_at = now() - make_interval(secs => $1),"
+            " reachable_since = now() - INTERVAL '1 hour'",
+            gap,
+        )
+    report = await runtime.reconciler.run_once()
+    fenced = await runtime.leases.renew()  # the live worker's renewal, moments later
+    GATES["live"].set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await runtime.mirror.drain()
+    row = await runtime.queue.get(job.id)
+    assert report.redispatched_stalled + report.failed_stalled == 0, row.last_error
+    assert fenced == 0
+    assert row.status == JobStatus.SUCCEEDED
+
+
+# -- D. the health probe compares the worker's clock with the database's ---------------------
+
+
+async def test_the_health_probe_does_not_depend_on_the_worker_clock(
+    runtime: WorkerRuntime, config: WorkerConfig, clock: Any
+) -> None:
+    """``last_seen_at`` is written from the worker's clock (``record_worker_heartbeat(now=
+    self.clock())``) but ``cesar-worker check`` measures its age with the database's
+    ``now()``. A worker whose clock is 40 s behind is reported unhealthy right after it beat
+    (the orchestrator restarts a healthy worker forever); one whose clock is ahead stays
+    "healthy" long after it died (negative age). Fix: write ``last_seen_at = now()`` in
+    UPSERT_WORKER_HEARTBEAT (the docs already say the age is by the database clock)."""
+    limit = 3 * config.job_queue_heartbeat_seconds + 10
+    clock.now = datetime.now(UTC) - timedelta(seconds=limit + 30)  # clock behind
+    await runtime.beat()
+    age = await heartbeat_age(config, runtime.worker_id)
+    assert age is not None and 0 <= age <= limit, f"just beat, yet age {age:.1f}s"
+    clock.now = datetime.now(UTC) + timedelta(days=1)  # clock ahead; then the worker dies
+    await runtime.beat()
+    age = await heartbeat_age(config, runtime.worker_id)
+    assert age is not None and age >= 0, f"age {age:.1f}s: green for a day after death"
