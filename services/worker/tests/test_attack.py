@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import pytest
 from cesar_core.db import Database
 from cesar_core.jobs import JobRegistry, JobSpec, JobStatus, JobType
 from cesar_core.jobs.dispatch import arq_job_id
@@ -19,8 +20,6 @@ from cesar_worker.health import heartbeat_age
 from cesar_worker.mirror import FLUSH
 from cesar_worker.runtime import WorkerRuntime
 from pydantic import BaseModel
-
-import pytest
 
 from .conftest import wait_for
 
@@ -203,3 +202,38 @@ async def test_the_health_probe_does_not_depend_on_the_worker_clock(
     await runtime.beat()
     age = await heartbeat_age(config, runtime.worker_id)
     assert age is not None and age >= 0, f"age {age:.1f}s: green for a day after death"
+
+
+# -- E. job code can starve the lease renewal of connections ----------------------------------
+
+
+async def test_the_lease_renewal_does_not_wait_for_connections_jobs_hold(
+    runtime: WorkerRuntime, db: Database, config: WorkerConfig
+) -> None:
+    """Lease renewal and the heartbeat take their connection from the same pool as job code
+    (``ctx.db``; DB_POOL_MAX_SIZE 10 by default against WORKER_MAX_JOBS 100), with no acquire
+    timeout. While jobs hold every connection (ten sync jobs in a slow query or an open
+    transaction), ``renew`` waits in the pool's queue; a lease later another worker's
+    reconciler takes over every live attempt of this healthy worker, which is then fenced and
+    counted ``lost`` (``failed`` with attempts exhausted). Fix: give the LeaseKeeper (and the
+    heartbeat) a connection of its own, kept like the mirror's, or a small dedicated pool."""
+    GATES["busy"] = asyncio.Event()
+    job = await runtime.queue.enqueue("test.gate", {"gate": "busy"})
+    task = asyncio.create_task(
+        runtime.executor.run(arq_job_id(job.id, await token_of(runtime, job.id)))
+    )
+    await until(runtime, job.id, JobStatus.RUNNING)
+    held: list[Any] = []  # every connection job code can get (the mirror keeps one more)
+    with contextlib.suppress(TimeoutError):
+        while True:
+            held.append(await db.pool.acquire(timeout=0.5))
+    try:
+        renewed = await asyncio.wait_for(runtime.leases.renew(), config.job_queue_stall_seconds)
+    except TimeoutError:
+        renewed = None
+    finally:
+        for conn in held:
+            await db.pool.release(conn)
+        GATES["busy"].set()
+        await task
+    assert renewed == 0, "the renewal waited a whole lease for a pool connection"
