@@ -237,3 +237,38 @@ async def test_the_lease_renewal_does_not_wait_for_connections_jobs_hold(
         GATES["busy"].set()
         await task
     assert renewed == 0, "the renewal waited a whole lease for a pool connection"
+
+
+# -- F. at shutdown the mirror gives up long before its time budget ---------------------------
+
+
+@pytest.mark.slow
+async def test_outcomes_pending_at_shutdown_are_written_within_the_close_budget(
+    runtime: WorkerRuntime, database_url: str
+) -> None:
+    """``mirror.close(timeout=10)`` is meant to write what is pending "within timeout", but the
+    flusher returns as soon as ``_closing`` and its backoff has reached 2 s, i.e. at the first
+    failed flush once the database has been unreachable for ~3 s, whatever the budget left.
+    A worker stopped (deploy, SIGTERM) during a database blip drops every outcome it held:
+    succeeded jobs stay ``running``, are taken over a lease later as ``lost`` and run again,
+    or end ``failed`` when that was their last attempt (as this one, max_attempts 1, would
+    once the reconciler takes it over). Fix: in ``_run`` keep retrying while closing until ``close``'s deadline (pass
+    the deadline in; let the ``wait_for`` timeout be the only limit)."""
+    GATES["done"] = asyncio.Event()
+    job = await runtime.queue.enqueue("test.gate", {"gate": "done"}, max_attempts=1)
+    task = asyncio.create_task(
+        runtime.executor.run(arq_job_id(job.id, await token_of(runtime, job.id)))
+    )
+    await until(runtime, job.id, JobStatus.RUNNING)
+    unreachable = await Database.open(database_url)
+    await unreachable.close()  # every acquire now fails like a lost database
+    await runtime.mirror._release_connection()
+    runtime.mirror.db = unreachable
+    GATES["done"].set()
+    assert await task == "succeeded"
+    await asyncio.sleep(3.5)  # the database has been away a few seconds
+    closing = asyncio.create_task(runtime.mirror.close(timeout=10))
+    await asyncio.sleep(2.5)  # ... and is back 2.5 s into a 10 s shutdown budget
+    runtime.mirror.db = runtime.db
+    await closing
+    assert (await runtime.queue.get(job.id)).status == JobStatus.SUCCEEDED
