@@ -272,3 +272,46 @@ async def test_outcomes_pending_at_shutdown_are_written_within_the_close_budget(
     runtime.mirror.db = runtime.db
     await closing
     assert (await runtime.queue.get(job.id)).status == JobStatus.SUCCEEDED
+
+
+# -- G. a finished attempt whose outcome waits in the mirror loses its lease -------------------
+
+
+async def test_an_outcome_waiting_in_the_mirror_keeps_its_lease(
+    runtime: WorkerRuntime, db: Database, database_url: str
+) -> None:
+    """An attempt leaves ``executor.running`` as soon as its function returns; from then on
+    nobody renews its lease, though its outcome may still wait in the mirror. When the mirror
+    cannot write (its statement timing out under load, serialization failures past its 4
+    retries on CockroachDB, its kept connection hung) while the database still answers the
+    reconciler, the finished job is taken over a lease later as ``lost``: it runs again (or
+    ends ``failed`` on its last attempt) although it succeeded, and the mirror's late write
+    is then refused. Fix: keep renewing (id, token) pairs whose final write is pending in the
+    mirror (``running_jobs()`` + the mirror's pending keys) until it is written."""
+    GATES["finished"] = asyncio.Event()
+    job = await runtime.queue.enqueue("test.gate", {"gate": "finished"}, max_attempts=1)
+    task = asyncio.create_task(
+        runtime.executor.run(arq_job_id(job.id, await token_of(runtime, job.id)))
+    )
+    await until(runtime, job.id, JobStatus.RUNNING)
+    unreachable = await Database.open(database_url)
+    await unreachable.close()
+    await runtime.mirror._release_connection()
+    runtime.mirror.db = unreachable  # the mirror's writes fail; the database itself answers
+    try:
+        async with db.connection() as conn:  # the lease is about to run out
+            await conn.execute(
+                "UPDATE job_queue SET lease_expires_at = now() + INTERVAL '1 second' WHERE id = $1",
+                job.id,
+            )
+        GATES["finished"].set()
+        assert await task == "succeeded"
+        await runtime.leases.renew()  # the worker's next renewal
+        async with db.connection() as conn:
+            left = await conn.fetchval(
+                "SELECT EXTRACT(EPOCH FROM lease_expires_at - now()) FROM job_queue WHERE id = $1",
+                job.id,
+            )
+    finally:
+        runtime.mirror.db = runtime.db
+    assert float(left) > 1, "the succeeded attempt's lease was not renewed: it will be lost"
