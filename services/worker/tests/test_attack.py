@@ -318,3 +318,31 @@ async def test_an_outcome_waiting_in_the_mirror_keeps_its_lease(
     finally:
         runtime.mirror.db = runtime.db
     assert float(left) > 1, "the succeeded attempt's lease was not renewed: it will be lost"
+
+
+# -- H. scheduled jobs run more often than their period -----------------------------------------
+
+
+def _fires_per_day(spec: dict[str, Any]) -> int:
+    """How many times a day arq's cron fires for these arguments (unset field: every value)."""
+
+    def size(field: str, full: int) -> int:
+        value = spec.get(field)
+        return full if value is None else len(value)
+
+    if "second" not in spec:
+        raise AssertionError("every() always sets the second")
+    return size("hour", 24) * size("minute", 60) * size("second", 60)
+
+
+@pytest.mark.parametrize("seconds", [45, 90, 7200, 86_400])
+def test_a_schedule_fires_no_more_often_than_its_period(seconds: int) -> None:
+    """``every(seconds)`` keeps only the second (under a minute) or the minute (above), and
+    never the hour: 45 s fires at :00 and :45 of every minute (2,880 a day, not 1,920), 90 s
+    every minute, and any period above an hour hourly, so SUPABASE_SYNC_INTERVAL_SECONDS=86400
+    (allowed by its setting, "syncs every target this often") syncs 24 times a day. Fix:
+    schedule by elapsed time (enqueue when ``now - last run >= period``, the unique key
+    already prevents overlap), or refuse periods that do not divide a minute/hour/day."""
+    from cesar_worker.schedule import every
+
+    assert _fires_per_day(every(seconds)) <= 86_400 // seconds
