@@ -26,6 +26,7 @@ __all__ = [
     "PoolStats",
     "connect",
     "detect_engine",
+    "is_connection_failure",
     "normalize_dsn",
 ]
 
@@ -87,6 +88,16 @@ async def detect_engine(conn: asyncpg.Connection) -> EngineInfo:
 
 def is_retryable(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """The server or the connection went away (a restart, a network cut), as opposed to a
+    statement the database refused: SQLSTATE class 08, the shutdown states 57P01-57P03, and
+    the driver's and the OS's own connection errors."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    state = str(getattr(exc, "sqlstate", "") or "")
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:

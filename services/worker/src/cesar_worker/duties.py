@@ -1,16 +1,13 @@
-"""Cron duties besides the reconciler: views, pruning, failure alerts, the worker heartbeat."""
+"""Cron duties besides the reconciler: views, pruning, failure alerts."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from cesar_core import __version__
 from cesar_core.db import Database
 from cesar_core.jobs import repository as repo
 from cesar_core.jobs.maintenance import prune_expired, refresh_materialized_views
@@ -20,44 +17,9 @@ from redis.exceptions import RedisError
 from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
 
-__all__ = ["FailureAlerts", "prune", "record_worker_heartbeat", "refresh_views"]
+__all__ = ["FailureAlerts", "prune", "refresh_views"]
 
 log = logging.getLogger(__name__)
-
-UPSERT_WORKER_HEARTBEAT = """
-INSERT INTO worker_heartbeats (worker_id, hostname, pid, version, queue_name, jobs_running,
-                               started_at, last_seen_at, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
-ON CONFLICT (worker_id) DO UPDATE SET
-    jobs_running = EXCLUDED.jobs_running, last_seen_at = EXCLUDED.last_seen_at,
-    updated_at = EXCLUDED.updated_at
-"""
-
-
-async def record_worker_heartbeat(
-    db: Database,
-    *,
-    worker_id: str,
-    queue_name: str,
-    jobs_running: int,
-    started_at: datetime,
-    now: datetime,
-) -> None:
-    async def work(conn: Any) -> None:
-        await conn.execute(
-            UPSERT_WORKER_HEARTBEAT,
-            worker_id,
-            socket.gethostname(),
-            os.getpid(),
-            __version__,
-            queue_name,
-            jobs_running,
-            started_at,
-            now,
-        )
-
-    await db.transaction(work)
-
 
 # One sample per system and refresh, so the dashboard can chart lag over time.
 RECORD_SYNC_LAG = """

@@ -155,8 +155,12 @@ class Executor:
                 count += 1
         return count
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Interrupt every attempt still running (recorded as interrupted) and wait for them."""
+    async def stop(self, *, grace: float = 0.0, timeout: float = 10.0) -> None:
+        """Let running attempts finish for up to ``grace`` seconds, then interrupt the rest
+        (recorded as interrupted) and wait up to ``timeout`` for them to wind down."""
+        self.draining = True
+        if grace > 0 and self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -275,8 +275,13 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        # jobs still running here had no arq worker to wait for them (Redis was down at the
+        # stop): they get the grace period all the same; after an arq drain there are none
+        grace = config.worker_shutdown_grace_seconds if stop.is_set() else 0.0
         if own:
-            await runtime.stop()
+            await runtime.stop(grace=grace)
+        else:
+            await runtime.executor.stop(grace=grace)
 
 
 async def _stop_when(stop: asyncio.Event, current: list[Worker], runtime: WorkerRuntime) -> None:

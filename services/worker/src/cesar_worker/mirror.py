@@ -48,7 +48,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from cesar_core.db import Database, is_retryable
+from cesar_core.db import Database, is_connection_failure, is_retryable
 from cesar_core.errors import DatabaseError
 from cesar_core.jobs.models import Job, JobStatus
 from cesar_core.jobs.storable import storable_text
@@ -108,16 +108,17 @@ RETURNING v.kind, j.id, v.token, v.at, v.outcome, v.error, j.attempts AS attempt
     CASE WHEN v.kind = 'start' THEN j.started_at END AS started_at,
     CASE WHEN v.kind = 'start' THEN j.finished_at END AS finished_at
 ),
-opened AS (
-    INSERT INTO job_attempts (job_id, dispatch_token, attempt, worker_id, started_at)
-    SELECT c.id, c.token, c.attempt, $8, c.at FROM changed AS c WHERE c.kind = 'start'
-    ON CONFLICT (job_id, dispatch_token) DO NOTHING
-),
-closed AS (
-    UPDATE job_attempts AS a SET finished_at = c.at, outcome = c.outcome, error = c.error
+attempts AS (
+    -- one modification of job_attempts per statement (CockroachDB refuses more): a claim
+    -- opens its attempt, a final transition closes it (the row exists: the conflict branch)
+    INSERT INTO job_attempts (job_id, dispatch_token, attempt, worker_id, started_at,
+                              finished_at, outcome, error)
+    SELECT c.id, c.token, c.attempt, $8, c.at,
+           CASE WHEN c.kind = 'start' THEN NULL ELSE c.at END, c.outcome, c.error
     FROM changed AS c
-    WHERE c.kind <> 'start' AND a.job_id = c.id AND a.dispatch_token = c.token
-      AND a.finished_at IS NULL
+    ON CONFLICT (job_id, dispatch_token) DO UPDATE SET
+        finished_at = EXCLUDED.finished_at, outcome = EXCLUDED.outcome, error = EXCLUDED.error
+    WHERE job_attempts.finished_at IS NULL AND EXCLUDED.outcome IS NOT NULL
 )
 SELECT c.kind, c.id, c.token, c.job_type, c.payload, c.attempt AS attempts, c.max_attempts,
     c.run_after, c.unique_key, c.last_error, c.result, c.created_at, c.started_at,
@@ -136,18 +137,8 @@ _CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
 )
-# SQLSTATEs that say "the server or the connection went away", not "this write is bad":
-# class 08 (connection exception) and the shutdown states of class 57
-_SERVER_GONE = ("57P01", "57P02", "57P03")
 # a flush is a few milliseconds; one that takes this long is stuck on a dead connection
 _FLUSH_TIMEOUT = 10.0
-
-
-def _connection_failure(exc: BaseException) -> bool:
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return True
-    state = str(getattr(exc, "sqlstate", "") or "")
-    return state.startswith("08") or state in _SERVER_GONE
 
 
 def _json(value: Any) -> Any:
@@ -203,6 +194,7 @@ class MirrorBatcher:
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self._closing = False
         self._inflight = False
+        self._flushing: _Batch | None = None  # the batch being written now
         self.flushes = 0
         self.failing_since: float | None = None  # monotonic time of the first failed flush
 
@@ -272,6 +264,14 @@ class MirrorBatcher:
     def pending(self) -> int:
         return self._batch.size()
 
+    def pending_attempts(self) -> list[tuple[UUID, str]]:
+        """(row id, token) of every final transition not written yet: their attempts are
+        finished but must keep their leases until the outcome is in the database."""
+        writes = list(self._batch.writes)
+        if self._flushing is not None:
+            writes += list(self._flushing.writes)
+        return writes
+
     async def drain(self) -> None:
         """Wait until everything handed over so far is written (for tests and shutdown)."""
         while self._batch.size() or self._wake.is_set() or self._inflight:
@@ -317,12 +317,15 @@ class MirrorBatcher:
             if not self._closing:
                 await self._linger()
             batch, self._batch = self._batch, _Batch()
+            # a claim whose delivery was stopped while it waited is not written at all
+            batch.starts = {k: v for k, v in batch.starts.items() if not v[1].cancelled()}
             self._first_at = self._first_claim_at = None
             self._wake.clear()
             self._urgent.clear()
             self._now.clear()
             if batch.size():
                 self._inflight = True
+                self._flushing = batch
                 try:
                     ok = await self._flush(batch)
                 except Exception as exc:  # the flusher must never die: claims would hang
@@ -330,12 +333,12 @@ class MirrorBatcher:
                     ok = self._unreachable(batch, exc)
                 finally:
                     self._inflight = False
+                    self._flushing = None
                 if not ok:
                     if self.failing_since is None:
                         self.failing_since = time.monotonic()
                     self._requeue(batch)
-                    if self._closing and backoff >= 2:
-                        return
+                    # while closing, keep trying: close() bounds the time and cancels us
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
@@ -379,7 +382,7 @@ class MirrorBatcher:
                 rows: list[asyncpg.Record] = await conn.fetch(FLUSH, *args, timeout=_FLUSH_TIMEOUT)
                 return rows
             except Exception as exc:
-                if _connection_failure(exc):
+                if isinstance(exc, _CONNECTION_ERRORS) or is_connection_failure(exc):
                     await self._discard_connection()
                     raise DatabaseError(
                         f"database unreachable: {exc or type(exc).__name__}"
@@ -428,7 +431,11 @@ class MirrorBatcher:
             if row["kind"] == START:
                 claimed[(row["id"], row["token"])] = self._job(row)
         for key, (_, future) in batch.starts.items():
-            if not future.done():
+            if future.cancelled() and key in claimed:
+                # its delivery was stopped (shutdown) while the claim was on the wire: give
+                # the attempt back rather than leave the row running with nobody behind it
+                self.interrupt(*key, "worker stopped before the job started; runs again")
+            elif not future.done():
                 future.set_result(claimed.get(key))
         return True
 

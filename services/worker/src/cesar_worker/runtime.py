@@ -24,7 +24,7 @@ from cesar_core.redis import RedisClient, create_redis
 
 from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
-from cesar_worker.duties import FailureAlerts, prune, record_worker_heartbeat, refresh_views
+from cesar_worker.duties import FailureAlerts, prune, refresh_views
 from cesar_worker.executor import Executor
 from cesar_worker.leases import LeaseKeeper
 from cesar_worker.mirror import MirrorBatcher
@@ -78,7 +78,14 @@ class WorkerRuntime:
             resources=self.resources,
         )
         self.leases = LeaseKeeper(
-            db, self.executor, lease=timedelta(seconds=config.job_queue_stall_seconds)
+            db.url,
+            self.executor,
+            self.mirror,
+            lease=timedelta(seconds=config.job_queue_stall_seconds),
+            outage_gap=timedelta(seconds=config.outage_gap_seconds()),
+            worker_id=self.worker_id,
+            queue_name=config.job_queue_name,
+            started_at=self.started_at,
         )
         self.reconciler = Reconciler(
             db=db,
@@ -132,10 +139,11 @@ class WorkerRuntime:
                 log.error("metrics port %d unavailable: %s", self.config.worker_metrics_port, exc)
         log.info("worker %s started on queue %s", self.worker_id, self.config.job_queue_name)
 
-    async def stop(self) -> None:
-        """Interrupt the attempts still running (recorded as interrupted), write everything
-        the mirror holds, stop the loops, close what the runtime opened."""
-        await self.executor.stop()
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Give the attempts still running up to ``grace`` seconds, interrupt the rest
+        (recorded as interrupted), write everything the mirror holds, stop the loops, close
+        what the runtime opened."""
+        await self.executor.stop(grace=grace)
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -143,6 +151,7 @@ class WorkerRuntime:
                 await task
         self._loops = []
         await self.mirror.close()
+        await self.leases.close()
         client = self.resources.pop("ollama", None)
         if client is not None:
             await client.aclose()
@@ -157,38 +166,35 @@ class WorkerRuntime:
             await self.db.close()
 
     async def beat(self) -> None:
-        """Renew the running attempts' leases (fencing lost ones), then record this worker's
-        heartbeat, unless the mirror has been failing for a while: the health probe then
-        reports the worker unhealthy instead of green over a wedged mirror."""
+        """Renew the leases (fencing lost attempts), tick the lease clock, then record this
+        worker's heartbeat, unless the mirror has been failing for a while: the health probe
+        then reports the worker unhealthy instead of green over a wedged mirror."""
         await self.leases.renew()
+        await self.leases.tick()
         failing_since = self.mirror.failing_since
         if failing_since is not None:
             failing_for = time.monotonic() - failing_since
             if failing_for > 3 * self.config.job_queue_heartbeat_seconds:
                 log.error("job state writes failing for %.0fs; heartbeat withheld", failing_for)
                 return
-        await record_worker_heartbeat(
-            self.db,
-            worker_id=self.worker_id,
-            queue_name=self.config.job_queue_name,
-            jobs_running=len(self.executor.running),
-            started_at=self.started_at,
-            now=self.clock(),
-        )
+        await self.leases.record_heartbeat(len(self.executor.running))
         if await self.db.recycle_if_migrated():
             log.info("schema migrated; database connections recycled")
 
     async def _heartbeat_loop(self) -> None:
+        period = self.config.job_queue_heartbeat_seconds
         while True:
+            started = time.monotonic()
             try:
                 await self.beat()
             except Exception as exc:
                 # try again soon: once the database is back, live workers must renew before
                 # the reconciler's post-outage wait runs out
                 log.warning("lease renewal / heartbeat failed: %s", exc)
-                await asyncio.sleep(min(0.5, self.config.job_queue_heartbeat_seconds))
+                await asyncio.sleep(min(0.5, period))
                 continue
-            await asyncio.sleep(self.config.job_queue_heartbeat_seconds)
+            # a fixed cadence: the time the beat took counts against the period
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
 
     # -- cron duties -------------------------------------------------------------------------
     async def duty(self, name: str) -> Any:

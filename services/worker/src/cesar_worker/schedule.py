@@ -65,13 +65,26 @@ class Schedule:
         return jobs
 
 
+# periods arq's cron can keep exactly: divisors of a minute, of an hour, of a day
+_SECOND_STEPS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
+_MINUTE_STEPS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
+_HOUR_STEPS = (1, 2, 3, 4, 6, 8, 12, 24)
+
+
 def every(seconds: float) -> dict[str, Any]:
-    """arq cron arguments for "every ``seconds``" (whole seconds, at most hourly)."""
+    """arq cron arguments for "every ``seconds``", rounded *up* to the next period a cron can
+    keep exactly (a divisor of a minute, an hour or a day; a day at most), so a schedule never
+    fires more often than its setting asks: 45 s runs every minute, 90 s every 2 minutes,
+    7,200 s every 2 hours, 86,400 s and longer once a day (at 00:00 UTC)."""
     step = max(1, math.ceil(seconds))
-    if step < 60:
-        return {"second": set(range(0, 60, step))}
-    minutes = min(60, max(1, step // 60))
-    return {"minute": set(range(0, 60, minutes)), "second": {0}}
+    for second in _SECOND_STEPS:
+        if step <= second:
+            return {"second": set(range(0, 60, second))}
+    for minute in _MINUTE_STEPS:
+        if step <= minute * 60:
+            return {"minute": set(range(0, 60, minute)), "second": {0}}
+    hours = next((h for h in _HOUR_STEPS if step <= h * 3600), 24)
+    return {"hour": set(range(0, 24, hours)), "minute": {0}, "second": {0}}
 
 
 def _sync_runs(config: WorkerConfig) -> tuple[Run, ...]:

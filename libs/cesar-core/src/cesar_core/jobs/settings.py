@@ -53,14 +53,17 @@ class JobSettings(CoreSettings):
 
     @model_validator(mode="after")
     def _lease_outlives_renewals(self) -> JobSettings:
-        if self.job_queue_heartbeat_seconds * 2 > self.job_queue_stall_seconds:
+        if self.job_queue_heartbeat_seconds * 3 > self.job_queue_stall_seconds:
             raise ValueError(
-                "JOB_QUEUE_STALL_SECONDS (the lease) must be at least twice "
+                "JOB_QUEUE_STALL_SECONDS (the lease) must be at least three times "
                 "JOB_QUEUE_HEARTBEAT_SECONDS (the renewal period), got "
                 f"{self.job_queue_stall_seconds:g} and {self.job_queue_heartbeat_seconds:g}"
             )
         return self
 
     def outage_gap_seconds(self) -> float:
-        """A pause between reconciler passes longer than this counts as a database outage."""
-        return self.job_queue_stall_seconds - self.job_queue_heartbeat_seconds
+        """A pause between two ticks of the lease clock longer than this counts as a database
+        outage. Every worker ticks once per renewal period, on a fixed cadence, so a longer
+        pause means nobody could reach the database; an undetected outage (at most two periods)
+        plus the period before it stays shorter than a lease (at least three periods)."""
+        return 2 * self.job_queue_heartbeat_seconds
