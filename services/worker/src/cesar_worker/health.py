@@ -10,6 +10,7 @@ import asyncio
 import socket
 import sys
 
+import asyncpg
 from cesar_core.db import connect
 from cesar_core.errors import CesarError
 from cesar_core.settings import load_settings
@@ -32,9 +33,9 @@ async def heartbeat_age(config: WorkerConfig, worker_id: str | None = None) -> f
     conn = await connect(config.require_database_url(), timeout=5)
     try:
         if worker_id:
-            value = await conn.fetchval(AGE_BY_ID, worker_id)
+            value = await conn.fetchval(AGE_BY_ID, worker_id, timeout=5)
         else:
-            value = await conn.fetchval(AGE_BY_HOST, socket.gethostname())
+            value = await conn.fetchval(AGE_BY_HOST, socket.gethostname(), timeout=5)
     finally:
         await conn.close()
     return None if value is None else float(value)
@@ -48,6 +49,9 @@ def check_health(
         age = asyncio.run(heartbeat_age(config, worker_id or config.worker_id))
     except CesarError as exc:
         print(f"unhealthy: {exc}")
+        return 1
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:  # one line, no traceback
+        print(f"unhealthy: the database did not answer the probe: {exc or type(exc).__name__}")
         return 1
     if age is None:
         print("unhealthy: no worker heartbeat recorded for this host")
