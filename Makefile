@@ -69,6 +69,7 @@ verify: ## check a running stack, one line per item (compose when it runs, else 
 	fi
 
 bench: install ## benchmarks; results in bench/results/
+	./scripts/install-system-deps.sh
 	./scripts/ensure-services.sh
 	$(UV) run python -m bench
 

@@ -1,27 +1,25 @@
 # ruff: noqa: ASYNC110  (a benchmark polls and starts processes on purpose)
-"""Job system throughput: our worker (every transition mirrored into job_queue) vs bare arq.
+"""The job system: throughput vs bare arq, crash and Redis-flush recovery, how cost grows.
 
-Like with like, interleaved: ``ROUNDS`` rounds of (bare arq, then ours), each a fresh worker
-process on the same Redis with the same ``max_jobs`` and ``poll_delay`` (our defaults), each
-fed 10,000 no-op jobs by the same bulk path (one Redis pipeline of ``psetex`` + ``zadd`` per
-500 jobs; ours additionally writes the rows first, which is what ``enqueue_many`` is). The
-medians are compared; every round's numbers and the load average before and after it are
-recorded, because this 2-core machine is shared and the load moves the absolute numbers.
-
-1. Bare arq: a no-op function, no database; the clock stops when arq's queue is empty
-   (arq removes an entry when the job has finished), polled every 10 ms.
-2. Ours: ``cesar-worker`` as a real process at its documented defaults (only the metrics port
-   is off) runs 10,000 ``maintenance.noop`` jobs enqueued with ``JobQueue.enqueue_many``; the
-   clock stops at the last ``finished_at`` once all 10,000 rows say ``succeeded`` (polled
-   every 0.2 s, so that watching costs the database little; ``finished_at`` is stamped when
-   the worker hands the outcome to the mirror, which writes it within one flush interval).
-3. Once, after the rounds: per-call enqueue on both sides (``JobQueue.enqueue`` vs arq's
-   ``enqueue_job``, 32 callers, 2,000 jobs).
-4. Recovery: a worker is killed with SIGKILL while running jobs; a second worker is already up;
-   time from the kill until every job is ``succeeded`` (reconciler stall threshold at its
-   default, ``JOB_QUEUE_STALL_SECONDS`` = 30 s).
+1. Throughput, like with like, interleaved: ``ROUNDS`` rounds of (bare arq, then ours), each a
+   fresh worker process on the same Redis with the same ``max_jobs`` and ``poll_delay`` (our
+   defaults), each fed 10,000 no-op jobs by the same bulk path (one Redis pipeline per 500
+   jobs; ours additionally writes the rows first, which is what ``enqueue_many`` is). Bare arq's
+   clock stops when its queue is empty; ours at the last ``finished_at`` once every row says
+   ``succeeded``. Medians compared (floor 0.5, goal 0.8). Then per-call enqueue once.
+2. Crash recovery at the default settings: a worker runs 5 jobs that sleep; a second worker is
+   up; the first is killed with SIGKILL; the time from the kill until every one of its jobs is
+   ``running`` on the survivor (goal <= 15 s).
+3. Redis flush: 100,000 rows ``queued`` whose arq entries are gone; the worker's reconciler
+   (class ``Reconciler`` at the defaults, in this process so no worker consumes the jobs) runs
+   until every row is in arq's queue again (goal <= 30 s).
+4. Scaling: 10,000 jobs on 1, 2 and 3 worker processes sharing one database.
+5. How cost grows: 10,000 / 100,000 / 1,000,000 rows in ``job_queue`` (``BENCH_JOBS_SIZES``),
+   3% due: the listing's first page, and reconciler passes (goal for 1,000,000 rows with
+   30,000 due: one pass of one claim batch <= 50 ms, floor 200 ms).
 
 Run: ``uv run python -m bench jobs`` (results in bench/results/jobs.json and jobs.md).
+Smaller: ``BENCH_JOBS_N``, ``BENCH_JOBS_ROUNDS``, ``BENCH_JOBS_SINGLE``, ``BENCH_FLUSH_ROWS``.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,15 +43,20 @@ from arq.constants import job_key_prefix
 from arq.jobs import serialize_job
 from cesar_core.db import Database, connect
 from cesar_core.jobs import JobQueue, load_registry
+from cesar_core.jobs.listing import list_jobs_json_bounded
+from cesar_core.jobs.queue import utcnow
 from cesar_core.migrations import Migrator, default_migrations_dir
 from cesar_core.redis import create_redis
 from cesar_core.testing import admin_url, database_named, drop_database
 from cesar_worker.config import WorkerConfig
 from cesar_worker.main import poll_delay
+from cesar_worker.reconciler import Reconciler
 
-N_JOBS = 10_000
-N_SINGLE = 2_000
-ROUNDS = 3
+from bench.common import goal, goal_line, peak_rss_mb, rss_mb
+
+N_JOBS = int(os.environ.get("BENCH_JOBS_N", "10000"))
+N_SINGLE = int(os.environ.get("BENCH_JOBS_SINGLE", "2000"))
+ROUNDS = int(os.environ.get("BENCH_JOBS_ROUNDS", "3"))
 CHUNK = 500
 CONCURRENCY = 32
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -159,6 +163,11 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _sum_cpu(procs: list[subprocess.Popen[bytes]]) -> float | None:
+    values = [_cpu_seconds(p.pid) for p in procs]
+    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+
+
 def _cpu_ms_per_job(before: float | None, after: float | None) -> float | None:
     if before is None or after is None:
         return None
@@ -187,21 +196,26 @@ async def _wait_all_succeeded(db: Database, total: int, timeout: float = 300) ->
         await asyncio.sleep(0.2)
 
 
-async def _ours_round(url: str, config: WorkerConfig, index: int) -> dict[str, Any]:
+async def _ours_round(
+    url: str, config: WorkerConfig, index: int, workers: int = 1
+) -> dict[str, Any]:
     queue_name = f"bench:{uuid.uuid4().hex[:8]}:ours"
-    worker_id = f"bench-ours-{index}"
+    worker_ids = [f"bench-ours-{index}-{n}" for n in range(workers)]
     db = await Database.open(url, min_size=2, max_size=10)
     redis = create_redis(REDIS_URL)
     cfg = config.model_copy(update={"job_queue_name": queue_name})
     queue = JobQueue(db, redis, cfg, load_registry())
     async with db.connection() as conn:
-        await conn.execute("TRUNCATE job_queue")
-    worker = _start_worker(url, queue_name, worker_id)
+        await conn.execute("TRUNCATE job_queue CASCADE")
+    procs = [_start_worker(url, queue_name, worker_id) for worker_id in worker_ids]
     load_before = _load()
     try:
-        await _wait_worker(db, worker_id)
+        for worker_id in worker_ids:
+            await _wait_worker(db, worker_id)
+        await asyncio.sleep(1.0)  # settled: the idle figure
+        rss_idle = rss_mb(procs[0].pid)
         load_before = _load()
-        cpu_before = _cpu_seconds(worker.pid)
+        cpu_before = _sum_cpu(procs)
         started_wall = datetime.now(UTC)
         started = time.perf_counter()
         await asyncio.gather(
@@ -212,12 +226,14 @@ async def _ours_round(url: str, config: WorkerConfig, index: int) -> dict[str, A
         )
         enqueued = time.perf_counter() - started
         last = await _wait_all_succeeded(db, N_JOBS)
-        cpu_after = _cpu_seconds(worker.pid)
+        cpu_after = _sum_cpu(procs)
+        rss_peak = peak_rss_mb(procs[0].pid)
         seconds = (last - started_wall).total_seconds()
         async with db.connection() as conn:
             attempts = await conn.fetchval("SELECT SUM(attempts) FROM job_queue")
     finally:
-        _stop(worker)
+        for proc in procs:
+            _stop(proc)
         await redis.delete(queue_name)
         await redis.aclose()
         await db.close()
@@ -226,8 +242,11 @@ async def _ours_round(url: str, config: WorkerConfig, index: int) -> dict[str, A
         "seconds": round(seconds, 3),
         "jobs_per_second": round(N_JOBS / seconds, 1),
         "enqueue_seconds": round(enqueued, 3),
+        "workers": workers,
         "attempts": int(attempts),
         "worker_cpu_ms_per_job": _cpu_ms_per_job(cpu_before, cpu_after),
+        "worker_rss_mb_idle": rss_idle,
+        "worker_rss_mb_peak": rss_peak,
         "load_before": load_before,
         "load_after": _load(),
     }
@@ -249,14 +268,14 @@ def _start_bare(queue_name: str, config: WorkerConfig) -> subprocess.Popen[bytes
     )
 
 
-async def _bare_round(config: WorkerConfig) -> dict[str, Any]:
+async def _bare_round(config: WorkerConfig, workers: int = 1) -> dict[str, Any]:
     queue_name = f"bench:{uuid.uuid4().hex[:8]}:bare"
     pool = await create_pool(RedisSettings.from_dsn(REDIS_URL), default_queue_name=queue_name)
-    worker = _start_bare(queue_name, config)
+    procs = [_start_bare(queue_name, config) for _ in range(workers)]
     try:
         await asyncio.sleep(1.0)
         load_before = _load()
-        cpu_before = _cpu_seconds(worker.pid)
+        cpu_before = _sum_cpu(procs)
         started = time.perf_counter()
 
         async def push(count: int) -> None:
@@ -275,13 +294,15 @@ async def _bare_round(config: WorkerConfig) -> dict[str, Any]:
         while await pool.zcard(queue_name):
             await asyncio.sleep(0.01)
         seconds = time.perf_counter() - started
-        cpu_after = _cpu_seconds(worker.pid)
+        cpu_after = _sum_cpu(procs)
     finally:
-        _stop(worker)
+        for proc in procs:
+            _stop(proc)
         await pool.delete(queue_name)
         await pool.aclose()
     return {
         "jobs": N_JOBS,
+        "workers": workers,
         "seconds": round(seconds, 3),
         "jobs_per_second": round(N_JOBS / seconds, 1),
         "enqueue_seconds": round(enqueued, 3),
@@ -325,7 +346,7 @@ async def _single_enqueue(url: str, config: WorkerConfig) -> dict[str, Any]:
         db, redis, config.model_copy(update={"job_queue_name": queue_name}), load_registry()
     )
     async with db.connection() as conn:
-        await conn.execute("TRUNCATE job_queue")
+        await conn.execute("TRUNCATE job_queue CASCADE")
     ours = _start_worker(url, queue_name, "bench-ours-single")
     try:
         await _wait_worker(db, "bench-ours-single")
@@ -355,7 +376,14 @@ async def _single_enqueue(url: str, config: WorkerConfig) -> dict[str, Any]:
     return results
 
 
+# -- issue 10: crash recovery, Redis flush recovery -------------------------------------------------
+
+RECOVERY_JOBS = 5
+
+
 async def _recovery(url: str, config: WorkerConfig) -> dict[str, Any]:
+    """Two worker processes at the defaults; the one running the jobs is killed; time from the
+    kill until every one of its jobs is running again on the survivor."""
     queue_name = f"bench:{uuid.uuid4().hex[:8]}:recovery"
     db = await Database.open(url, min_size=1, max_size=4)
     redis = create_redis(REDIS_URL)
@@ -365,36 +393,244 @@ async def _recovery(url: str, config: WorkerConfig) -> dict[str, Any]:
     async with db.connection() as conn:
         await conn.execute("DELETE FROM job_queue")
     victim = _start_worker(url, queue_name, "bench-victim")
-    rescuer: subprocess.Popen[bytes] | None = None
+    survivor: subprocess.Popen[bytes] | None = None
     try:
         await _wait_worker(db, "bench-victim")
-        await queue.enqueue_many("maintenance.noop", [{"sleep_seconds": 5} for _ in range(5)])
-        while await _count(db, "running") < 5:
+        await queue.enqueue_many(
+            "maintenance.noop", [{"sleep_seconds": 120} for _ in range(RECOVERY_JOBS)]
+        )
+        while await _count(db, "running") < RECOVERY_JOBS:
             await asyncio.sleep(0.05)
-        rescuer = _start_worker(url, queue_name, "bench-rescuer")
-        await _wait_worker(db, "bench-rescuer")
+        survivor = _start_worker(url, queue_name, "bench-survivor")
+        await _wait_worker(db, "bench-survivor")
         killed = time.perf_counter()
         victim.kill()
         victim.wait(10)
-        await _wait_succeeded(db, 5, timeout=180)
+        deadline = killed + 120
+        while True:
+            async with db.connection() as conn:
+                moved = await conn.fetchval(
+                    "SELECT COUNT(*) FROM job_queue WHERE status = 'running' "
+                    "AND worker_id = 'bench-survivor'"
+                )
+            if moved >= RECOVERY_JOBS:
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"only {moved} jobs running again after 120 s")
+            await asyncio.sleep(0.1)
         seconds = time.perf_counter() - killed
         async with db.connection() as conn:
             attempts = [r["attempts"] for r in await conn.fetch("SELECT attempts FROM job_queue")]
     finally:
-        _stop(victim)
-        if rescuer is not None:
-            _stop(rescuer)
-        await redis.delete(queue_name)
+        victim.kill()
+        if survivor is not None:
+            survivor.kill()
+            survivor.wait(10)
+        await _purge_redis(db, redis, queue_name)
         await redis.aclose()
         await db.close()
     return {
-        "jobs": 5,
-        "job_seconds": 5,
+        "jobs": RECOVERY_JOBS,
+        "workers": 2,
         "stall_seconds": config.job_queue_stall_seconds,
+        "heartbeat_seconds": config.job_queue_heartbeat_seconds,
         "reconcile_every_seconds": config.job_queue_poll_interval,
-        "seconds_from_kill_to_all_succeeded": round(seconds, 2),
+        "seconds_from_kill_to_all_running_on_survivor": round(seconds, 2),
         "attempts": sorted(attempts),
     }
+
+
+async def _purge_redis(db: Database, redis: Any, queue_name: str) -> None:
+    """Remove what a run left in the shared Redis: its queue and its rows' job keys."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT id, dispatch_token FROM job_queue WHERE dispatch_token IS NOT NULL"
+        )
+    keys = [f"{job_key_prefix}{r['id']}:{r['dispatch_token']}" for r in rows]
+    for start in range(0, len(keys), 5000):
+        await redis.unlink(*keys[start : start + 5000])
+    await redis.delete(queue_name)
+
+
+def _reconciler(db: Database, redis: Any, config: WorkerConfig, queue_name: str) -> Reconciler:
+    cfg = config.model_copy(update={"job_queue_name": queue_name})
+    queue = JobQueue(db, redis, cfg, load_registry())
+    return Reconciler(
+        db=db,
+        redis=redis,
+        queue=queue,
+        settings=cfg,
+        clock=utcnow,
+        batch_size=config.worker_reconcile_batch,
+    )
+
+
+FLUSH_ROWS = int(os.environ.get("BENCH_FLUSH_ROWS", "100000"))
+
+
+async def _flush_recovery(url: str, config: WorkerConfig) -> dict[str, Any]:
+    """100,000 rows `queued` whose arq entries are gone (as after a Redis flush); the worker's
+    reconciler loop (the same class, at the default settings, run here so that no worker
+    consumes the jobs) runs until every row is in arq's queue again."""
+    queue_name = f"bench:{uuid.uuid4().hex[:8]}:flush"
+    db = await Database.open(url, min_size=1, max_size=4)
+    redis = create_redis(REDIS_URL)
+    async with db.connection() as conn:
+        await conn.execute("TRUNCATE job_queue CASCADE")
+        await conn.execute(
+            "INSERT INTO job_queue (job_type, payload, status, dispatch_token, updated_at) "
+            "SELECT 'maintenance.noop', '{}'::JSONB, 'queued', md5(g::TEXT), "
+            "now() - interval '1 hour' FROM generate_series(1, $1) AS g",
+            FLUSH_ROWS,
+        )
+        await conn.execute("ANALYZE job_queue")
+    reconciler = _reconciler(db, redis, config, queue_name)
+    phases = _time_phases(reconciler)
+    started = time.perf_counter()
+    task = asyncio.create_task(reconciler.run_forever())
+    try:
+        while await redis.zcard(queue_name) < FLUSH_ROWS:
+            if time.perf_counter() - started > 600:
+                raise RuntimeError("the flushed rows were not all dispatched within 600 s")
+            await asyncio.sleep(0.1)
+        seconds = time.perf_counter() - started
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await _purge_redis(db, redis, queue_name)
+        await redis.aclose()
+        await db.close()
+    return {
+        "rows": FLUSH_ROWS,
+        "reconcile_every_seconds": config.job_queue_poll_interval,
+        "lost_grace_seconds": config.job_queue_lost_grace_seconds,
+        "batch": config.worker_reconcile_batch,
+        "seconds_until_all_dispatched": round(seconds, 2),
+        # where a pass spends its time: seconds per call of each step, in order
+        "phase_seconds": {k: [round(x, 2) for x in v] for k, v in phases.items()},
+    }
+
+
+def _time_phases(reconciler: Reconciler) -> dict[str, list[float]]:
+    """Wrap the pass's steps with timers (the benchmark's own instrument; the class is
+    unchanged): taking over expired leases, walking ``queued`` rows against Redis, and
+    dispatching the due rows."""
+    phases: dict[str, list[float]] = {"expired": [], "lost": [], "due": []}
+    for name in phases:
+        step = getattr(reconciler, f"_{name}")
+
+        async def timed(*args: Any, _step: Any = step, _name: str = name) -> Any:
+            started = time.perf_counter()
+            try:
+                return await _step(*args)
+            finally:
+                phases[_name].append(time.perf_counter() - started)
+
+        setattr(reconciler, f"_{name}", timed)
+    return phases
+
+
+# -- how cost grows ----------------------------------------------------------------------------
+
+SIZES = [int(x) for x in os.environ.get("BENCH_JOBS_SIZES", "10000,100000,1000000").split(",")]
+DUE_SHARE = 0.03  # 30,000 due at 1,000,000 rows, as in issue 10
+
+
+async def _growth(url: str, config: WorkerConfig) -> list[dict[str, Any]]:
+    """At each size: the listing's first page (median of 30 calls) and one reconciler pass with
+    3% of the rows due, on a table filled by SQL."""
+    out: list[dict[str, Any]] = []
+    db = await Database.open(url, min_size=1, max_size=4)
+    redis = create_redis(REDIS_URL)
+    try:
+        for size in SIZES:
+            due = int(size * DUE_SHARE)
+            started = time.perf_counter()
+            async with db.connection() as conn:
+                await conn.execute("TRUNCATE job_queue CASCADE")
+                await conn.execute(
+                    "INSERT INTO job_queue (job_type, payload, status, attempts, created_at, "
+                    "updated_at, finished_at, run_after) "
+                    "SELECT 'maintenance.noop', '{\"n\": 1}'::JSONB, 'succeeded', 1, "
+                    "now() - g * interval '1 second', now() - g * interval '1 second', "
+                    "now() - g * interval '1 second', now() - g * interval '1 second' "
+                    "FROM generate_series(1, $1) AS g",
+                    size - due,
+                )
+                await conn.execute("ANALYZE job_queue")
+            queue_name = f"bench:{uuid.uuid4().hex[:8]}:growth"
+            reconciler = _reconciler(db, redis, config, queue_name)
+            await reconciler.run_once()  # warm: connections and statements prepared
+            async with db.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO job_queue (job_type, payload, status, run_after) "
+                    "SELECT 'maintenance.noop', '{}'::JSONB, 'pending', now() - interval '1 minute'"
+                    " FROM generate_series(1, $1)",
+                    due,
+                )
+                await conn.execute("ANALYZE job_queue")
+            fill = time.perf_counter() - started
+            listing: list[float] = []
+            for _ in range(30):
+                async with db.connection() as conn:
+                    t = time.perf_counter()
+                    await list_jobs_json_bounded(
+                        conn,
+                        status=None,
+                        job_type=None,
+                        created_after=None,
+                        created_before=None,
+                        search=None,
+                        before=None,
+                        limit=50,
+                        max_bytes=8_388_608,
+                    )
+                    listing.append((time.perf_counter() - t) * 1000)
+            reconciler.max_batches = 1
+            t = time.perf_counter()
+            one_batch = await reconciler.run_once()
+            one_batch_ms = (time.perf_counter() - t) * 1000
+            reconciler.max_batches = 50  # the worker's pass
+            t = time.perf_counter()
+            full = await reconciler.run_once()
+            full_ms = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            idle = await reconciler.run_once()
+            idle_ms = (time.perf_counter() - t) * 1000
+            await _purge_redis(db, redis, queue_name)
+            row = {
+                "rows": size,
+                "due": due,
+                "fill_seconds": round(fill, 1),
+                "listing_ms_p50": round(statistics.median(listing), 2),
+                "listing_ms_max": round(max(listing), 2),
+                "pass_one_batch_ms": round(one_batch_ms, 1),
+                "pass_one_batch_dispatched": one_batch.dispatched,
+                "pass_rest_ms": round(full_ms, 1),
+                "pass_rest_dispatched": full.dispatched,
+                "pass_nothing_due_ms": round(idle_ms, 1),
+                "pass_nothing_due_queued_checked": idle.queued_checked,
+            }
+            print(f"growth: {row}", flush=True)
+            out.append(row)
+    finally:
+        async with db.connection() as conn:
+            await conn.execute("TRUNCATE job_queue CASCADE")
+        await redis.aclose()
+        await db.close()
+    return out
+
+
+async def _scaling(url: str, config: WorkerConfig) -> list[dict[str, Any]]:
+    """jobs/s with 1, 2 and 3 worker processes on one database (10,000 no-op jobs each), next
+    to bare arq with as many workers on the same Redis."""
+    rows = []
+    for n in (1, 2, 3):
+        bare = await _bare_round(config, workers=n)
+        ours = await _ours_round(url, config, 100 + n, workers=n)
+        rows.append({**ours, "bare_arq": bare})
+    return rows
 
 
 def _median_or_none(values: list[float | None]) -> float | None:
@@ -419,12 +655,64 @@ async def _run() -> dict[str, Any]:
             )
         single = await _single_enqueue(url, config)
         recovery = await _recovery(url, config)
+        print(f"recovery: {recovery}", flush=True)
+        flush = await _flush_recovery(url, config)
+        print(f"flush: {flush}", flush=True)
+        scaling = await _scaling(url, config)
+        print(f"scaling: {[s['jobs_per_second'] for s in scaling]}", flush=True)
+        growth = await _growth(url, config)
     finally:
         await drop_database(name)
     bare_median = statistics.median(r["bare_arq"]["jobs_per_second"] for r in rounds)
     ours_median = statistics.median(r["ours"]["jobs_per_second"] for r in rounds)
+    ratio = round(ours_median / bare_median, 3)
+    rss_idle = statistics.median(r["ours"]["worker_rss_mb_idle"] or 0 for r in rounds)
+    biggest = max(growth, key=lambda g: g["rows"]) if growth else None
+    goals = [
+        goal(
+            "jobs/s with every transition mirrored vs bare arq",
+            ratio,
+            floor=0.5,
+            target=0.8,
+            higher_is_better=True,
+            unit="x",
+            peer=f"{ours_median} vs {bare_median} jobs/s",
+        ),
+        goal(
+            "crash recovery (kill -9 -> every job running again on the survivor)",
+            recovery["seconds_from_kill_to_all_running_on_survivor"],
+            floor=15,
+            target=15,
+            higher_is_better=False,
+            unit="s",
+        ),
+        goal(
+            f"recovery after a Redis flush, {flush['rows']:,} queued rows (all dispatched again)",
+            flush["seconds_until_all_dispatched"],
+            floor=30,
+            target=30,
+            higher_is_better=False,
+            unit="s",
+        ),
+    ]
+    if biggest is not None:
+        goals.append(
+            goal(
+                f"reconciler pass with {biggest['rows']:,} rows, {biggest['due']:,} due "
+                "(one pass of one claim batch)",
+                biggest["pass_one_batch_ms"],
+                floor=200,
+                target=50,
+                higher_is_better=False,
+                unit="ms",
+            )
+        )
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_at_end": _load(),
+        },
         "settings": {
             "max_jobs": config.worker_max_jobs,
             "poll_delay": poll_delay(config),
@@ -433,24 +721,33 @@ async def _run() -> dict[str, Any]:
             "mirror_flush_ms": config.worker_mirror_flush_ms,
             "mirror_start_linger_ms": config.worker_mirror_start_linger_ms,
             "log_level": config.log_level,
+            "reconcile_batch": config.worker_reconcile_batch,
         },
         "jobs": N_JOBS,
         "rounds": rounds,
         "bare_arq_median_jobs_per_second": bare_median,
         "ours_median_jobs_per_second": ours_median,
-        "ratio": round(ours_median / bare_median, 3),
+        "ratio": ratio,
         "ratio_median_of_rounds": statistics.median(r["ratio"] for r in rounds),
         "worker_cpu_ms_per_job_median": {
             side: _median_or_none([r[side]["worker_cpu_ms_per_job"] for r in rounds])
             for side in ("bare_arq", "ours")
         },
+        "worker_rss_mb": {
+            "idle_median": rss_idle,
+            "peak_max": max(r["ours"]["worker_rss_mb_peak"] or 0 for r in rounds),
+        },
         "single_enqueue": single,
         "recovery": recovery,
+        "flush_recovery": flush,
+        "scaling": scaling,
+        "growth": growth,
+        "goals": goals,
     }
 
 
 def _markdown(r: dict[str, Any]) -> str:
-    s, rec, single = r["settings"], r["recovery"], r["single_enqueue"]
+    s, rec, single, fl = r["settings"], r["recovery"], r["single_enqueue"], r["flush_recovery"]
     cpu = r["worker_cpu_ms_per_job_median"]
     rows = "\n".join(
         f"| {i + 1} | {x['bare_arq']['jobs_per_second']} ({x['bare_arq']['seconds']} s) "
@@ -459,48 +756,89 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| {x['bare_arq']['load_before'][0]} / {x['ours']['load_before'][0]} |"
         for i, x in enumerate(r["rounds"])
     )
+    scaling = "\n".join(
+        f"| {x['workers']} | {x['jobs_per_second']} | {x['worker_cpu_ms_per_job']} "
+        f"| {x['bare_arq']['jobs_per_second']} | {x['bare_arq']['worker_cpu_ms_per_job']} "
+        f"| {x['load_before'][0]} |"
+        for x in r["scaling"]
+    )
+    growth = "\n".join(
+        f"| {g['rows']:,} | {g['due']:,} | {g['listing_ms_p50']} ({g['listing_ms_max']}) "
+        f"| {g['pass_one_batch_ms']} ({g['pass_one_batch_dispatched']}) "
+        f"| {g['pass_rest_ms']} ({g['pass_rest_dispatched']}) "
+        f"| {g['pass_nothing_due_ms']} ({g['pass_nothing_due_queued_checked']}) |"
+        for g in r["growth"]
+    )
+    goals = "\n".join(goal_line(g) for g in r["goals"])
+    rss = r["worker_rss_mb"]
     return f"""# bench jobs
 
-`uv run python -m bench jobs` on {r["machine"]["cpus"]} CPUs, Python {r["machine"]["python"]}.
+`uv run python -m bench jobs` on {r["machine"]["cpus"]} CPUs, Python {r["machine"]["python"]};
+load average at the end {r["machine"]["loadavg_at_end"]}.
 Defaults: max_jobs={s["max_jobs"]}, poll_delay={s["poll_delay"]} s, read limit
 {s["queue_read_limit"]} ids/poll -> cap {s["cap_jobs_per_second"]:.0f} jobs/s per worker;
 mirror flush {s["mirror_flush_ms"]} ms, claim linger {s["mirror_start_linger_ms"]} ms,
-LOG_LEVEL {s["log_level"]}. {r["jobs"]} no-op jobs per run, bulk enqueue on both sides, bare
-arq and ours interleaved, {len(r["rounds"])} rounds (jobs/s; 1-minute load average before each run).
+LOG_LEVEL {s["log_level"]}, reconciler batch {s["reconcile_batch"]}.
+
+## Goals (peer measured in the same run)
+
+{goals}
+
+## Throughput vs bare arq
+
+{r["jobs"]} no-op jobs per run, bulk enqueue on both sides, bare arq and ours interleaved,
+{len(r["rounds"])} rounds (jobs/s; 1-minute load average before each run).
 
 | round | bare arq jobs/s | cesar worker jobs/s (every transition mirrored) | ratio | load bare / ours |
 |---|---|---|---|---|
 {rows}
 
-**Median: bare arq {r["bare_arq_median_jobs_per_second"]} jobs/s, ours
-{r["ours_median_jobs_per_second"]} jobs/s, ratio {r["ratio"]:.2f}** (goal >= 0.50; median of
-the per-round ratios {r["ratio_median_of_rounds"]:.2f}).
+Median: bare arq {r["bare_arq_median_jobs_per_second"]} jobs/s, ours
+{r["ours_median_jobs_per_second"]} jobs/s, ratio {r["ratio"]:.2f} (median of the per-round
+ratios {r["ratio_median_of_rounds"]:.2f}).
 
-What the mirror and the wrapper cost, less dependent on the machine's load: CPU time of the
-worker process per job (median), bare arq {cpu["bare_arq"]} ms, ours {cpu["ours"]} ms. Ours
-does the same Redis work per job as bare arq (arq's WATCH/MULTI start, job read, finish) plus
-the claim and outcome through the mirror, payload validation, the per-type timeout and the
-metrics; its wall time also includes writing the 10,000 rows (`enqueue_many`: insert, push,
-mark `queued`), which bare arq does not have.
+CPU time of the worker process per job (median): bare arq {cpu["bare_arq"]} ms, ours
+{cpu["ours"]} ms. Worker RSS: {rss["idle_median"]} MB idle (median), peak
+{rss["peak_max"]} MB under load. Ours does the same Redis work per job as bare arq plus the
+claim and the outcome through the mirror (a few dozen transitions per batched statement),
+the `job_attempts` rows, payload validation, the per-type timeout and the metrics; its wall
+time also includes writing the 10,000 rows (`enqueue_many`), which bare arq does not have.
 
 Per-call enqueue, once ({single["ours"]["jobs"]} jobs, {CONCURRENCY} callers): bare arq
 `enqueue_job()` {single["bare_arq"]["jobs_per_second"]} jobs/s, our `enqueue()`
-{single["ours"]["jobs_per_second"]} jobs/s (ratio {single["ratio"]:.2f}; our enqueue() is
-two short transactions plus one Redis pipeline per job, arq's is one WATCH/MULTI).
+{single["ours"]["jobs_per_second"]} jobs/s (ratio {single["ratio"]:.2f}).
 
-The mirror: each flush is one `UPDATE job_queue ... FROM unnest(...)` statement (no
-BEGIN/COMMIT) on a connection the mirror keeps. `running` claims are compare-and-sets on the
-dispatch token that the job awaits; they linger up to {s["mirror_start_linger_ms"]} ms so that
-the claims of the jobs arq starts meanwhile share the statement (at once when every slot is
-taken); heartbeats and final transitions wait up to {s["mirror_flush_ms"]} ms or ride along
-with the next claims. At this rate a statement carries a few dozen transitions (measured while
-profiling: about 550 statements for 10,000 jobs, ~18 claims plus ~18 outcomes each; before,
-~2,400 transactions of five round trips each).
+## Scaling: 1, 2 and 3 workers on one database
 
-Recovery after `kill -9` of a worker running {rec["jobs"]} jobs of {rec["job_seconds"]} s, with a
-second worker up: all `succeeded` {rec["seconds_from_kill_to_all_succeeded"]} s after the kill
-(stall threshold {rec["stall_seconds"]} s, reconciler every {rec["reconcile_every_seconds"]} s);
-attempts per job {rec["attempts"]} (the killed attempt counts).
+| workers | ours jobs/s | ours CPU ms/job (all workers) | bare arq jobs/s | bare arq CPU ms/job | load before |
+|---|---|---|---|---|---|
+{scaling}
+
+## Recovery
+
+- `kill -9` of the worker running {rec["jobs"]} jobs (each sleeping 120 s), a second worker
+  already up, default settings (lease {rec["stall_seconds"]} s, renewal every
+  {rec["heartbeat_seconds"]} s, reconciler every {rec["reconcile_every_seconds"]} s): every job
+  was running again on the survivor **{rec["seconds_from_kill_to_all_running_on_survivor"]} s**
+  after the kill (attempts {rec["attempts"]}; the killed attempt counts).
+- Redis flush: {fl["rows"]:,} rows `queued` whose arq entries are gone; the worker's reconciler
+  loop (class `Reconciler`, default settings: every {fl["reconcile_every_seconds"]} s, batch
+  {fl["batch"]}, lost grace {fl["lost_grace_seconds"]} s; run in the benchmark process so no
+  worker consumes the jobs) put every one back in arq's queue in
+  **{fl["seconds_until_all_dispatched"]} s**. Seconds per step of each pass: walking `queued`
+  rows against Redis (up to 50 batches a pass) {fl["phase_seconds"]["lost"]}; dispatching the
+  due rows {fl["phase_seconds"]["due"]}; expired leases {fl["phase_seconds"]["expired"]}.
+
+## How cost grows (rows in job_queue, 3% due, the rest finished; filled by SQL)
+
+Listing: the first page of 50 (`list_jobs_json_bounded`), median (max) of 30 calls, ms.
+Reconciler: `run_once` with one claim batch (ms, rows dispatched); then the rest of the due
+rows in the worker's pass of up to 50 batches; then a pass with nothing due (ms, queued rows
+checked). Sizes: `BENCH_JOBS_SIZES` (default 10000,100000,1000000).
+
+| rows | due | listing ms p50 (max) | pass, one batch | pass, the rest | pass, nothing due |
+|---|---|---|---|---|---|
+{growth}
 """
 
 

@@ -3,6 +3,7 @@
 #   promtool              (package `prometheus`)        -> tests/static checks deploy/prometheus
 #   chromium, chromedriver (packages `chromium`, `chromium-driver`) -> the dashboard browser test
 #   dovecot               (package `dovecot-imapd`)     -> the IMAP ingest test (a throwaway server)
+#   wrk                   (package `wrk`)               -> `make bench` (the HTTP load generator)
 #
 # Idempotent and quiet: does nothing when every tool is present. Installs only when running as
 # root with apt-get available; otherwise it prints what is missing and exits 0, so a build never
@@ -18,6 +19,7 @@ need promtool prometheus
 need chromium chromium
 need chromedriver chromium-driver
 need dovecot dovecot-imapd
+need wrk wrk
 
 if [ "${#missing_pkgs[@]}" -eq 0 ]; then
   exit 0

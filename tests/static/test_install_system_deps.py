@@ -61,6 +61,7 @@ def test_nothing_happens_when_every_tool_is_present(tmp_path: Path) -> None:
             "chromium": "exit 0",
             "chromedriver": "exit 0",
             "dovecot": "exit 0",
+            "wrk": "exit 0",
             "id": "echo 0",
             "apt-get": "echo apt-get must not run >&2; exit 99",
         },
@@ -77,7 +78,7 @@ def test_without_root_it_only_reports_what_is_missing(tmp_path: Path) -> None:
     )
     result = run(folder)
     assert result.returncode == 0
-    assert "missing chromium chromium-driver dovecot-imapd prometheus" in result.stderr
+    assert "missing chromium chromium-driver dovecot-imapd prometheus wrk" in result.stderr
     assert "apt-get must not run" not in result.stderr
 
 
@@ -98,6 +99,7 @@ def test_a_failing_apt_never_fails_the_build(tmp_path: Path) -> None:
             "promtool": "exit 0",
             "chromium": "exit 0",
             "dovecot": "exit 0",
+            "wrk": "exit 0",
             "apt-get": f'echo "$@" >> {log}; echo "E: network unreachable" >&2; exit 100',
         },
     )
@@ -118,6 +120,7 @@ def test_installs_only_what_is_missing_without_starting_services(tmp_path: Path)
             "chromium": "exit 0",
             "chromedriver": "exit 0",
             "dovecot": "exit 0",
+            "wrk": "exit 0",
             "apt-get": f'echo "$* policy=$(test -x {policy} && echo yes)" >> {log}',
         },
     )
