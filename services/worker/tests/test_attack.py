@@ -9,59 +9,29 @@ import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import pytest
 from cesar_core.db import Database
-from cesar_core.jobs import JobRegistry, JobSpec, JobStatus, JobType
+from cesar_core.jobs import JobRegistry, JobStatus
 from cesar_core.jobs.dispatch import arq_job_id
 from cesar_worker.config import WorkerConfig
 from cesar_worker.health import heartbeat_age
 from cesar_worker.mirror import FLUSH
 from cesar_worker.runtime import WorkerRuntime
-from pydantic import BaseModel
 
-from .conftest import wait_for
-
-STARTS: dict[str, int] = {}
-GATES: dict[str, asyncio.Event] = {}
-
-
-class Gate(BaseModel):
-    gate: str
-
-
-async def gated(ctx: Any, payload: Gate) -> Any:
-    STARTS[payload.gate] = STARTS.get(payload.gate, 0) + 1
-    await GATES[payload.gate].wait()
-    return {"gate": payload.gate}
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    STARTS.clear()
-    GATES.clear()
+from .gates import (
+    GATES,
+    STARTS,
+    fresh_gates,  # noqa: F401  (autouse: counters and gates per test)
+    gate_registry,
+    token_of,
+    until,
+)
 
 
 @pytest.fixture
 def registry() -> JobRegistry:
-    from cesar_core.jobs import load_registry
-
-    reg = load_registry()
-    reg.register(JobType(JobSpec("test.gate", Gate, timeout_seconds=60), gated))
-    return reg
-
-
-async def token_of(rt: WorkerRuntime, job_id: UUID) -> str:
-    return (await rt.queue.get(job_id)).dispatch_token or ""
-
-
-async def until(rt: WorkerRuntime, job_id: UUID, *statuses: JobStatus) -> Any:
-    async def reached() -> Any:
-        job = await rt.queue.get(job_id)
-        return job if job.status in statuses else None
-
-    return await wait_for(reached, timeout=20, interval=0.02)
+    return gate_registry()
 
 
 # -- A. CockroachDB refuses the mirror's statement -------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -14,69 +13,28 @@ import pytest
 from arq.constants import in_progress_key_prefix
 from arq.worker import Retry
 from cesar_core.db import Database
-from cesar_core.jobs import JobRegistry, JobSpec, JobStatus, JobType
+from cesar_core.jobs import JobRegistry, JobStatus
 from cesar_core.jobs.dispatch import arq_job_id, push_jobs
 from cesar_core.redis import RedisClient
 from cesar_worker.config import WorkerConfig
 from cesar_worker.main import run_job
 from cesar_worker.runtime import WorkerRuntime
-from pydantic import BaseModel
 
 from .conftest import FakeClock, RedisServer, expire_leases, wait_for
-
-STARTS: dict[str, int] = {}
-GATES: dict[str, asyncio.Event] = {}
-
-
-class Gate(BaseModel):
-    gate: str
-    result: str = "plain"
-
-
-async def gated(ctx: Any, payload: Gate) -> Any:
-    STARTS[payload.gate] = STARTS.get(payload.gate, 0) + 1
-    await GATES[payload.gate].wait()
-    if payload.result == "nan":
-        return {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "text": "lone \ud800 x"}
-    if payload.result == "circular":
-        loop: dict[str, Any] = {}
-        loop["self"] = loop
-        return loop
-    return {"gate": payload.gate}
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    STARTS.clear()
-    GATES.clear()
+from .gates import (
+    GATES,
+    STARTS,
+    fresh_gates,  # noqa: F401  (autouse: counters and gates per test)
+    gate,
+    gate_registry,
+    token_of,
+    until,
+)
 
 
 @pytest.fixture
 def registry() -> JobRegistry:
-    from cesar_core.jobs import load_registry
-
-    reg = load_registry()
-    reg.register(JobType(JobSpec("test.gate", Gate, timeout_seconds=60), gated))
-    return reg
-
-
-def gate(name: str, *, open_: bool = False) -> asyncio.Event:
-    event = GATES[name] = asyncio.Event()
-    if open_:
-        event.set()
-    return event
-
-
-async def token_of(rt: WorkerRuntime, job_id: UUID) -> str:
-    return (await rt.queue.get(job_id)).dispatch_token or ""
-
-
-async def until(rt: WorkerRuntime, job_id: UUID, *statuses: JobStatus) -> Any:
-    async def reached() -> Any:
-        job = await rt.queue.get(job_id)
-        return job if job.status in statuses else None
-
-    return await wait_for(reached, timeout=20, interval=0.02)
+    return gate_registry()
 
 
 async def attempts(db: Database, job_id: UUID) -> list[tuple[int, str | None]]:
