@@ -699,7 +699,8 @@ def _markdown(result: dict[str, Any]) -> str:
     rss = result["api_rss_mb"]
     lines += [
         f"API RSS: {rss.get('idle')} MB idle, {rss.get('after_http')} MB after the HTTP load, "
-        f"peak {rss.get('peak')} MB (with {WS_CLIENTS} WebSocket clients).",
+        f"peak {rss.get('peak')} MB"
+        + (f" (with {WS_CLIENTS} WebSocket clients)." if ws is not None else "."),
         "",
         "## WebSocket fan-out",
         "",
