@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,6 @@ from uuid import UUID
 
 import asyncpg
 
-from cesar_api.ordered_id import ordered_uuid
 from cesar_api.repositories import as_dicts, dump_json
 
 __all__ = [
@@ -29,12 +29,13 @@ _JSON = ("payload",)
 # one statement for the whole batch: arrays unnested side by side (PostgreSQL and CockroachDB)
 INSERT_EVENTS = f"""
 INSERT INTO agent_events (id, agent_id, event_type, payload, severity, source,
-                          correlation_id, occurred_at)
+                          correlation_id, occurred_at, created_at)
 SELECT e.id, e.agent_id, e.event_type, CAST(e.payload AS JSONB), e.severity, e.source,
-       e.correlation_id, COALESCE(e.occurred_at, now())
+       e.correlation_id, COALESCE(e.occurred_at, now()),
+       now() + e.pos * INTERVAL '1 microsecond'
 FROM unnest($1::UUID[], $2::UUID[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
-            $7::TEXT[], $8::TIMESTAMPTZ[])
-     AS e(id, agent_id, event_type, payload, severity, source, correlation_id, occurred_at)
+            $7::TEXT[], $8::TIMESTAMPTZ[], $9::INT8[])
+     AS e(id, agent_id, event_type, payload, severity, source, correlation_id, occurred_at, pos)
 RETURNING {EVENT_COLUMNS}
 """
 
@@ -85,7 +86,9 @@ async def insert_many(
     conn: asyncpg.Connection, events: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Insert every event in one statement; rows come back in the order given."""
-    ids = [ordered_uuid() for _ in events]
+    # random ids (no write hotspot on a multi-node CockroachDB); the batch's order lives in
+    # created_at instead: one microsecond apart, so the (created_at, id) cursor keeps it
+    ids = [uuid.uuid4() for _ in events]
     rows = await conn.fetch(
         INSERT_EVENTS,
         ids,
@@ -96,6 +99,7 @@ async def insert_many(
         [e.get("source") for e in events],
         [e.get("correlation_id") for e in events],
         [e.get("occurred_at") for e in events],
+        list(range(len(events))),
     )
     by_id = {r["id"]: r for r in as_dicts(rows, _JSON)}
     return [by_id[i] for i in ids]

@@ -1,0 +1,4 @@
+-- Write spread on a multi-node CockroachDB (020_write_spread.cockroach.sql). Nothing to do on
+-- PostgreSQL: one node takes every write anyway. Primary keys stay random
+-- (gen_random_uuid(), and the API's agent_events ids are version-4 UUIDs too), so only the
+-- indexes whose first column only grows need the CockroachDB sibling.
