@@ -105,9 +105,11 @@ def test_a_thousand_jobs_survive_every_fault_at_default_settings() -> None:
         assert total == 1000
 
         def running_on(worker: str) -> int:
+            """Jobs of at least 2 s running on the worker: still running when it is killed."""
             rows = query(
                 database_url,
-                "SELECT count(*) AS n FROM job_queue WHERE status = 'running' AND worker_id = $1",
+                "SELECT count(*) AS n FROM job_queue WHERE status = 'running' AND worker_id = $1"
+                " AND CAST(payload ->> 'sleep_seconds' AS FLOAT8) >= 2",
                 worker,
             )
             return int(rows[0]["n"])
