@@ -132,8 +132,10 @@ async def queue(
 
 async def expire_leases(db: Database) -> None:
     """Every running attempt's lease ran out (by the database's clock), and the database has
-    been reachable for long: the reconciler may take them over."""
-    async with db.connection() as conn:
+    been reachable for long: the reconciler may take them over. Retried like any transaction
+    (the runtime's own loops may tick the lease clock at the same moment)."""
+
+    async def work(conn: Any) -> None:
         await conn.execute(
             "UPDATE job_queue SET lease_expires_at = now() - INTERVAL '1 second'"
             " WHERE status = 'running'"
@@ -144,6 +146,8 @@ async def expire_leases(db: Database) -> None:
             " ON CONFLICT (id) DO UPDATE SET last_tick_at = now(),"
             " reachable_since = now() - INTERVAL '1 hour'"
         )
+
+    await db.transaction(work)
 
 
 async def wait_for(
