@@ -7,7 +7,6 @@ backup or restore), printed as one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,10 +19,10 @@ from cesar_core.backup import (
     schedule_statement,
 )
 from cesar_core.db import connect
-from cesar_core.errors import CesarError
 from cesar_core.logging import configure_logging, redact
 from cesar_core.settings import load_settings
 
+from cesar_migrator.cli import run_command
 from cesar_migrator.settings import BackupSettings
 
 __all__ = ["main"]
@@ -78,15 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return asyncio.run(_run(args))
-    except CesarError as exc:
-        print(f"cesar-backup: error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("cesar-backup: interrupted", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command("cesar-backup", _run, _parser().parse_args(argv))
 
 
 async def _run(args: argparse.Namespace) -> int:

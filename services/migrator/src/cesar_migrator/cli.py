@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 
 from cesar_core.errors import CesarError
-from cesar_core.logging import configure_logging
+from cesar_core.logging import configure_logging, redact
 from cesar_core.migrations import (
     Migration,
     Migrator,
@@ -63,16 +63,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def run_command(
+    prog: str,
+    command: Callable[[argparse.Namespace], Coroutine[object, object, int]],
+    args: argparse.Namespace,
+) -> int:
+    """Run one command of a CLI: its exit code, or one line on stderr and exit 2 for a
+    CesarError (secrets redacted) or Ctrl-C; never a traceback."""
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(command(args))
     except CesarError as exc:
-        print(f"cesar-migrate: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("cesar-migrate: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command("cesar-migrate", _run, _parser().parse_args(argv))
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -33,7 +33,6 @@ import asyncpg
 from cesar_core.jobs.repository import LIST_PAGE, page_args
 
 __all__ = [
-    "LIST_JOBS_JSON",
     "LIST_JOBS_JSON_BOUNDED",
     "JobPageJson",
     "list_jobs_json",
@@ -83,27 +82,7 @@ _OBJECT = (
     "'{' || " + " || ',' || ".join(f"'\"{key}\":' || {expr}" for key, expr in _FIELDS) + (" || '}'")
 )
 
-# The same page as repository.LIST_JOBS, parameter for parameter.
-LIST_JOBS_JSON = f"""
-WITH page AS (
-    SELECT id, job_type, payload, status, attempts, max_attempts, run_after, unique_key,
-           last_error, result, worker_id, heartbeat_at, created_at, started_at, updated_at,
-           finished_at
-    FROM job_queue
-    {LIST_PAGE}
-),
-agg AS (
-    SELECT convert_to(COALESCE(string_agg({_OBJECT}, ',' ORDER BY created_at DESC, id DESC), ''),
-                      'UTF8') AS items,
-           count(*) AS n
-    FROM page
-),
-last_row AS (
-    SELECT created_at, id FROM page ORDER BY created_at, id LIMIT 1
-)
-SELECT agg.items, agg.n, last_row.created_at AS last_created_at, last_row.id AS last_id
-FROM agg LEFT JOIN last_row ON true
-"""
+_NO_BOUND = 2**62
 
 
 @dataclass(frozen=True)
@@ -131,17 +110,23 @@ async def list_jobs_json(
     before: tuple[datetime, UUID] | None,
     limit: int,
 ) -> JobPageJson:
-    """The page :func:`~cesar_core.jobs.repository.list_jobs` returns, as database-built JSON."""
-    row = await conn.fetchrow(
-        LIST_JOBS_JSON,
-        *page_args(status, job_type, created_after, created_before, search, before, limit),
+    """The page :func:`~cesar_core.jobs.repository.list_jobs` returns, as database-built JSON
+    (no byte bound: :func:`list_jobs_json_bounded` with a bound nothing reaches)."""
+    return await list_jobs_json_bounded(
+        conn,
+        status=status,
+        job_type=job_type,
+        created_after=created_after,
+        created_before=created_before,
+        search=search,
+        before=before,
+        limit=limit,
+        max_bytes=_NO_BOUND,
     )
-    assert row is not None  # an aggregate always returns one row
-    last = (row["last_created_at"], row["last_id"]) if row["last_id"] is not None else None
-    return JobPageJson(items=row["items"], count=int(row["n"]), last=last)
 
 
-# LIST_JOBS_JSON whose page also stops before its items pass $9 bytes (the first item always
+# The same page as repository.LIST_JOBS, parameter for parameter, as database-built JSON;
+# it also stops before its items pass $9 bytes (the first item always
 # counts), so one request cannot make the database build and send hundreds of megabytes.
 # ``fetched`` is the page size before the cut: more than ``n`` means the page was cut.
 LIST_JOBS_JSON_BOUNDED = f"""
