@@ -13,7 +13,7 @@ def test_a_lease_shorter_than_three_renewal_periods_is_refused(
 ) -> None:
     monkeypatch.setenv("JOB_QUEUE_STALL_SECONDS", "8")
     monkeypatch.setenv("JOB_QUEUE_HEARTBEAT_SECONDS", "3")
-    with pytest.raises(ConfigurationError, match="JOB_QUEUE_STALL_SECONDS.*three times"):
+    with pytest.raises(ConfigurationError, match=r"JOB_QUEUE_STALL_SECONDS.*three times"):
         load_settings(JobSettings)
 
 
