@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -51,11 +52,39 @@ async def test_a_query_past_the_statement_timeout_is_a_clear_503(
             assert error["code"] == "query_timeout"
             assert "statement timeout" in error["message"]
             assert response.headers["Retry-After"]
-            # SET LOCAL: the pooled connection keeps no timeout after the request
+            # the timeout is every pooled session's default, not something a request sets:
+            # a transaction's SET LOCAL falls back to it, nothing a request does outlives it
             pool: Database = app.state.resources.db()
             async with pool.connection() as conn:
-                assert await conn.fetchval("SHOW statement_timeout") == "0"
+                assert await conn.fetchval("SHOW statement_timeout") == "300ms"
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL statement_timeout = '2s'")
+                assert await conn.fetchval("SHOW statement_timeout") == "300ms"
             assert (await client.get("/api/v1/jobs")).status_code == 200
+    finally:
+        await blocker.close()
+
+
+async def test_the_timeout_bounds_job_queue_statements_too(
+    make_settings: Callable[..., ApiSettings], redis: RedisClient, database_url: str
+) -> None:
+    """Not only the listing's reads: the job queue's own statements (``GET /jobs/{id}``) run
+    on the same pool and are cut off the same way."""
+    app = create_app(make_settings(statement_timeout_ms=300))
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with client_for(app) as client:
+            locked = blocker.transaction()
+            await locked.start()
+            await blocker.execute("LOCK TABLE job_queue IN ACCESS EXCLUSIVE MODE")
+            try:
+                async with asyncio.timeout(20):
+                    response = await client.get(f"/api/v1/jobs/{uuid.uuid4()}")
+            finally:
+                await locked.rollback()
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "query_timeout"
+            assert (await client.get(f"/api/v1/jobs/{uuid.uuid4()}")).status_code == 404
     finally:
         await blocker.close()
 

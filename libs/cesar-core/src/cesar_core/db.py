@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
@@ -139,7 +139,11 @@ class Database:
         max_size: int = 10,
         timeout: float = 10.0,
         command_timeout: float | None = 60.0,
+        server_settings: Mapping[str, str] | None = None,
     ) -> Database:
+        """Open the pool. ``server_settings`` are sent in every connection's startup packet,
+        so they are each session's defaults on both engines: what a transaction sets with
+        ``SET LOCAL`` falls back to them, and no request can change them for the next."""
         try:
             pool = await asyncpg.create_pool(
                 normalize_dsn(url),
@@ -148,6 +152,7 @@ class Database:
                 timeout=timeout,
                 command_timeout=command_timeout,
                 reset=_keep_session,
+                server_settings=dict(server_settings) if server_settings else None,
             )
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(

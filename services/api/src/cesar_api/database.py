@@ -1,9 +1,14 @@
 """The API's side of the database connector: a pool that may not exist yet, and the boundary
 where driver exceptions become the API's own (:func:`read` and :func:`write`).
 
-Every query runs under a statement timeout (``API_STATEMENT_TIMEOUT_MS``), set with
-``SET LOCAL`` inside its transaction: a pooled connection is reused, and a bare ``SET`` would
-outlive the request (CockroachDB's reset does not undo it). A query cut off by it becomes a 503
+Every query runs under a statement timeout (``API_STATEMENT_TIMEOUT_MS``), sent as
+``statement_timeout`` in each pooled connection's startup packet: it is the session's default on
+both engines, so it bounds every statement of every request without a round trip of its own,
+and no request can change it for the next (a route that needs another bound uses ``SET LOCAL``
+inside its transaction, which falls back to the default at commit). DESIGN.md's rule against a
+bare ``SET`` is about one request's setting leaking into the next; a startup setting is the same
+for every request. Behind a transaction-mode pooler that drops startup settings, set it on the
+role instead (``ALTER ROLE ... SET statement_timeout``). A query cut off by it becomes a 503
 ``query_timeout`` that says so, never a 500.
 
 At start the API tries to open the pool; while the database is unreachable it keeps trying in
@@ -14,43 +19,25 @@ elsewhere instead of crash-looping), and logs the engine and version once it is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from cesar_core.db import Database, is_retryable
-from cesar_core.errors import CesarError, DatabaseUnavailable, SerializationFailure
+from cesar_core.db import Database
+from cesar_core.errors import CesarError, DatabaseUnavailable
 from cesar_core.settings import describe_target
 
 from cesar_api.errors import translate_db_error
 
-__all__ = ["ApiDatabase", "DatabaseHolder", "read", "write"]
+__all__ = ["DatabaseHolder", "read", "write"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _READ_ATTEMPTS = 4
-
-
-class ApiDatabase(Database):
-    """The API's pool: a :class:`Database` that knows the statement timeout of its queries."""
-
-    statement_timeout_ms: int = 0
-
-    def set_local_timeout(self) -> str:
-        """``SET LOCAL statement_timeout`` (the value is an int from the settings, never input;
-        SET takes no bind parameters)."""
-        return f"SET LOCAL statement_timeout = '{int(self.statement_timeout_ms)}ms'"
-
-
-def _timeout_of(db: Database) -> str | None:
-    if isinstance(db, ApiDatabase) and db.statement_timeout_ms > 0:
-        return db.set_local_timeout()
-    return None
 
 
 class DatabaseHolder:
@@ -80,14 +67,16 @@ class DatabaseHolder:
 
     async def _try_open(self) -> bool:
         try:
-            db = await ApiDatabase.open(
-                self.url, min_size=self.min_size, max_size=self.max_size, timeout=5.0
+            db = await Database.open(
+                self.url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=5.0,
+                server_settings=self._session_defaults(),
             )
         except (CesarError, *_DRIVER_ERRORS) as exc:
             self.last_error = str(exc) or type(exc).__name__
             return False
-        assert isinstance(db, ApiDatabase)  # Database.open builds the class it is called on
-        db.statement_timeout_ms = self.statement_timeout_ms
         self.db = db
         self.last_error = None
         self._connected.set()
@@ -101,6 +90,11 @@ class DatabaseHolder:
             self.max_size,
         )
         return True
+
+    def _session_defaults(self) -> dict[str, str]:
+        if self.statement_timeout_ms <= 0:
+            return {}
+        return {"statement_timeout": f"{int(self.statement_timeout_ms)}ms"}
 
     async def _retry_forever(self) -> None:
         delay = 0.5
@@ -150,61 +144,20 @@ class DatabaseHolder:
             self.db = None
 
 
-async def _read_once(
-    db: Database, work: Callable[[asyncpg.Connection], Awaitable[T]], begin: str
-) -> T:
-    async with db.connection() as conn:
-        # one round trip for BEGIN and SET LOCAL (a simple query may hold several statements)
-        await conn.execute(begin)
-        try:
-            result = await work(conn)
-        except BaseException:
-            if not conn.is_closed() and conn.is_in_transaction():
-                with contextlib.suppress(*_DRIVER_ERRORS):  # the pool rolls back otherwise
-                    await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
-        return result
-
-
 async def read(db: Database, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run ``work`` on a pooled connection, errors translated; on the API's pool inside a
-    transaction that bounds every statement with the statement timeout (serialization
-    failures retried a few times, as a lone statement would be by the engine)."""
-    timeout = _timeout_of(db)
+    """Run ``work`` on a pooled connection (autocommit: the engine retries a lone statement's
+    serialization conflicts itself), errors translated."""
     try:
-        if timeout is None:
-            async with db.connection() as conn:
-                return await work(conn)
-        begin = f"BEGIN; {timeout}"
-        for attempt in range(1, _READ_ATTEMPTS + 1):
-            try:
-                return await _read_once(db, work, begin)
-            except asyncpg.PostgresError as exc:
-                if not is_retryable(exc):
-                    raise
-                if attempt == _READ_ATTEMPTS:
-                    raise SerializationFailure(
-                        f"read still conflicting after {attempt} attempts: {exc}"
-                    ) from exc
-                await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        async with db.connection() as conn:
+            return await work(conn)
     except _DRIVER_ERRORS as exc:
         raise translate_db_error(exc) from exc
 
 
 async def write(db: Database, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run ``work`` in one retried transaction (all or nothing), errors translated; on the
-    API's pool every statement is bounded by the statement timeout."""
-    timeout = _timeout_of(db)
-
-    async def timed(conn: asyncpg.Connection) -> T:
-        if timeout is not None:
-            await conn.execute(timeout)
-        return await work(conn)
-
+    """Run ``work`` in one retried transaction (all or nothing), errors translated."""
     try:
-        result: T = await db.transaction(timed)
+        result: T = await db.transaction(work)
     except _DRIVER_ERRORS as exc:
         raise translate_db_error(exc) from exc
     return result

@@ -32,7 +32,8 @@ class ApiSettings(JobSettings):
     rate_limit_prefix: str = Field(default="cesar:ratelimit", validation_alias="RATE_LIMIT_PREFIX")
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="API_MAX_BODY_BYTES")
-    # every API query runs under SET LOCAL statement_timeout; a query cut off is a 503
+    # every API statement runs under this statement_timeout (a startup setting of each pooled
+    # connection); a statement cut off is a 503
     statement_timeout_ms: int = Field(
         default=5000, ge=1, le=600_000, validation_alias="API_STATEMENT_TIMEOUT_MS"
     )

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from cesar_api.database import read
-from cesar_api.deps import DbDep, QueueDep, ReadKey, SettingsDep, WriteKey
+from cesar_api.deps import QueueDep, ReadKey, ResourcesDep, WriteKey
 from cesar_api.errors import Unauthorized
 from cesar_api.pagination import Page, decode_cursor, encode_cursor
 from cesar_api.schemas import Count, Cursor, Limit, Name, StrictModel, Timestamp
@@ -111,8 +111,7 @@ async def enqueue_job(body: JobIn, queue: QueueDep, _key: WriteKey) -> JobOut:
 
 @router.get("", response_model=JobPage)
 async def list_jobs(
-    db: DbDep,
-    settings: SettingsDep,
+    resources: ResourcesDep,
     key: ReadKey,
     status: JobStatus | None = None,
     job_type: Annotated[str | None, Query(max_length=200)] = None,
@@ -149,10 +148,10 @@ async def list_jobs(
             search=search or None,
             before=before,
             limit=limit,
-            max_bytes=settings.max_page_bytes,
+            max_bytes=resources.settings.max_page_bytes,
         )
 
-    page = await read(db, work)
+    page = await read(resources.db(), work)
     return Response(page_body(page, limit), media_type="application/json")
 
 
