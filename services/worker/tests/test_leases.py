@@ -14,10 +14,12 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Retry
 from cesar_core.db import Database
 from cesar_core.jobs import JobRegistry, JobStatus
-from cesar_core.jobs.dispatch import arq_job_id, push_jobs
+from cesar_core.jobs.dispatch import arq_job_id, arq_states, push_jobs
 from cesar_core.redis import RedisClient
+from cesar_worker import metrics
 from cesar_worker.config import WorkerConfig
 from cesar_worker.main import run_job
+from cesar_worker.reconciler import GAUGE_SECONDS
 from cesar_worker.runtime import WorkerRuntime
 
 from .conftest import FakeClock, RedisServer, expire_leases, wait_for
@@ -321,6 +323,48 @@ async def test_the_reconciler_runs_while_redis_is_down(
             await redis.aclose()
 
 
+async def test_a_push_redis_refuses_gives_claimed_rows_their_status_back(
+    db: Database,
+    registry: JobRegistry,
+    config: WorkerConfig,
+    own_redis: RedisServer,
+    arq_cleanup: None,
+) -> None:
+    """The claim marks rows ``queued`` in the same statement (one row version, not two); when
+    Redis then refuses the push, a ``retrying`` row must come back ``retrying`` with no token
+    (not ``queued`` with nothing in arq, not relabelled ``pending``) and go out on the next
+    pass."""
+    from cesar_core.redis import create_redis
+
+    cfg = config.model_copy(update={"redis_url": config.redis_url.__class__(own_redis.url)})
+    redis = create_redis(own_redis.url)
+    rt = WorkerRuntime(cfg, db, redis, registry, rand=lambda: 0.5)
+    await rt.start(serve_metrics=False, loops=False)
+    try:
+        async with db.connection() as conn:
+            row_id = await conn.fetchval(
+                "INSERT INTO job_queue (job_type, payload, status, attempts, run_after) "
+                "VALUES ('test.gate', '{\"gate\": \"back\"}', 'retrying', 1, "
+                "now() - interval '1 minute') RETURNING id"
+            )
+        own_redis.stop()
+        report = await rt.reconciler.run_once()
+        assert not report.redis_available and report.dispatched == 0
+        released = await rt.queue.get(row_id)
+        assert (released.status, released.dispatch_token) == (JobStatus.RETRYING, None)
+        own_redis.start()
+        assert (await rt.reconciler.run_once()).dispatched == 1
+        sent = await rt.queue.get(row_id)
+        assert sent.status == JobStatus.QUEUED and sent.dispatch_token is not None
+        assert await arq_states(redis, rt.queue.queue_name, [(row_id, sent.dispatch_token)]) == [
+            "queued"
+        ]
+    finally:
+        await rt.stop()
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
 async def test_a_delivery_cancelled_while_claiming_still_runs(runtime: WorkerRuntime) -> None:
     """Before: a delivery cancelled while its claim waited to be batched left the row running
     with nothing behind it (arq cancels its tasks when Redis blips)."""
@@ -554,3 +598,57 @@ async def test_a_connection_killed_by_the_server_is_replaced_not_blamed_on_the_j
     await runtime.mirror.drain()
     row = await until(runtime, job.id, JobStatus.SUCCEEDED)
     assert row.result == {"ok": True}
+
+
+# -- the reconciler's cost at scale: three Redis commands per batch, gauges not every pass ----
+
+
+async def test_arq_states_tell_waiting_started_and_gone_apart(
+    redis: RedisClient, queue_name: str
+) -> None:
+    """The walk asks Redis once per batch (MGET, ZMSCORE, MGET); each dispatch must still get
+    its own verdict, in order."""
+    ids = [(UUID(int=100 + n), f"t{n}") for n in range(6)]
+    await push_jobs(redis, queue_name, ids[:5])  # the sixth is never pushed
+    started, key_gone, entry_gone, started_no_entry = (arq_job_id(*d) for d in ids[1:5])
+    await redis.psetex(in_progress_key_prefix + started, 60_000, b"1")
+    await redis.delete(f"arq:job:{key_gone}")
+    await redis.zrem(queue_name, entry_gone)
+    await redis.zrem(queue_name, started_no_entry)
+    await redis.psetex(in_progress_key_prefix + started_no_entry, 60_000, b"1")
+    try:
+        assert await arq_states(redis, queue_name, ids) == [
+            "queued",
+            "in_progress",
+            "missing",  # no job key: arq would drop the entry
+            "missing",  # neither waiting nor started
+            "in_progress",
+            "missing",
+        ]
+        assert await redis.zcard(queue_name) == 3  # one ZADD carried every entry
+    finally:
+        keys = [arq_job_id(*d) for d in ids]
+        await redis.delete(*(f"arq:job:{k}" for k in keys))
+        await redis.delete(*(in_progress_key_prefix + k for k in keys))
+        await redis.zrem(queue_name, *keys)
+
+
+async def test_queue_depth_gauges_are_counted_at_most_every_ten_seconds(
+    runtime: WorkerRuntime,
+) -> None:
+    """Counting job_queue on every pass cost more than the pass itself at a million rows."""
+    ticks = [1000.0]
+    runtime.reconciler.monotonic = lambda: ticks[0]
+
+    def queued() -> float:
+        return float(metrics.QUEUE_DEPTH.labels("queued")._value.get())
+
+    await runtime.reconciler.run_once()
+    before = queued()
+    await runtime.queue.enqueue("test.gate", {"gate": "depth"})
+    ticks[0] += GAUGE_SECONDS - 1
+    await runtime.reconciler.run_once()
+    assert queued() == before
+    ticks[0] += 1
+    await runtime.reconciler.run_once()
+    assert queued() == before + 1

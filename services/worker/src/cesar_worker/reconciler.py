@@ -18,7 +18,12 @@ Redis outage stops only its Redis side. Each pass:
    re-dispatched under a new token (arq keeps the dead delivery's in-progress key for the
    longest job timeout, and would never run it again).
 3. Claims due ``pending`` / ``retrying`` rows without a live dispatch (``FOR UPDATE SKIP
-   LOCKED``) with a fresh token each, pushes them to arq in one pipeline, marks them queued.
+   LOCKED``), marking them ``queued`` under a fresh token each in the same statement, and
+   pushes them to arq (one script call per 1,000); a refused push restores their status.
+
+The queue-depth gauges (a count over ``job_queue``) are refreshed at most every
+:data:`GAUGE_SECONDS`, not on every pass: at a million rows the count costs more than a pass
+with work to do, and Prometheus does not scrape more often than that anyway.
 
 Several workers may reconcile at once: the claims skip each other's rows and every write is
 a compare-and-set on the token, so no row is dispatched twice under the same token, and a
@@ -46,9 +51,11 @@ from cesar_core.redis import RedisClient
 
 from cesar_worker import metrics
 
-__all__ = ["ReconcileReport", "Reconciler"]
+__all__ = ["GAUGE_SECONDS", "ReconcileReport", "Reconciler"]
 
 log = logging.getLogger(__name__)
+
+GAUGE_SECONDS = 10.0
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Reconciler:
         self._walk_after: tuple[datetime, UUID] | None = None
         # (row id, token) started by arq but unclaimed -> when first seen so
         self._orphans: dict[tuple[UUID, str], float] = {}
+        self._gauges_at = float("-inf")
 
     async def run_forever(self) -> None:
         """One pass every ``JOB_QUEUE_POLL_INTERVAL`` seconds until cancelled; errors are logged."""
@@ -117,7 +125,9 @@ class Reconciler:
         await self._expired(now, report)
         await self._lost(now, report)
         await self._due(now, report)
-        await self._gauges()
+        if self.monotonic() - self._gauges_at >= GAUGE_SECONDS:
+            self._gauges_at = self.monotonic()
+            await self._gauges()
         if report.total():
             log.info("reconciler: %s", report)
         return report
@@ -205,7 +215,7 @@ class Reconciler:
         taken_before = now - timedelta(seconds=self.settings.job_queue_lost_grace_seconds)
         for _ in range(self.max_batches):
 
-            async def work(conn: asyncpg.Connection) -> list[repo.Dispatch]:
+            async def work(conn: asyncpg.Connection) -> list[repo.Claim]:
                 return await repo.claim_due(
                     conn, now=now, taken_before=taken_before, limit=self.batch_size
                 )
@@ -213,7 +223,7 @@ class Reconciler:
             claimed = await self.db.transaction(work)
             if not claimed:
                 return
-            if not await self.queue.dispatch(claimed):
+            if not await self.queue.push_claimed(claimed):
                 report.redis_available = False
                 return
             report.dispatched += len(claimed)

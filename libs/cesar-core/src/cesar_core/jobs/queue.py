@@ -225,9 +225,20 @@ class JobQueue:
             return job.model_copy(update={"status": JobStatus.QUEUED})
         return job
 
-    async def dispatch(self, dispatches: Sequence[repo.Dispatch]) -> bool:
-        """Push claimed rows (id, token, type) to arq and mark them queued."""
-        return await self._dispatch(dispatches)
+    async def push_claimed(self, claims: Sequence[repo.Claim]) -> bool:
+        """Push rows the reconciler claimed (already ``queued``) to arq; when Redis refuses,
+        give them back their previous status so the next pass claims them again."""
+        try:
+            await push_jobs(self.redis, self.queue_name, [(c.id, c.token) for c in claims])
+        except RedisUnavailable as exc:
+            log.warning("Redis unavailable; %d claimed job(s) released: %s", len(claims), exc)
+            try:
+                await self.db.transaction(lambda conn: repo.release_claims(conn, claims))
+            except (DatabaseError, asyncpg.PostgresError) as db_exc:
+                # queued rows arq does not hold: the lost-row walk returns them after the grace
+                log.warning("could not release claimed jobs: %s", db_exc)
+            return False
+        return True
 
     async def _dispatch(self, dispatches: Sequence[repo.Dispatch]) -> bool:
         if not dispatches:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -21,6 +21,7 @@ import asyncpg
 from cesar_core.jobs.models import JOB_COLUMNS, Job
 
 __all__ = [
+    "Claim",
     "Dispatch",
     "cancel_job",
     "claim_due",
@@ -36,6 +37,7 @@ __all__ = [
     "prune_finished",
     "queued_page",
     "recent_failures",
+    "release_claims",
     "release_dispatch",
     "renew_leases",
     "requeue_lost",
@@ -44,6 +46,17 @@ __all__ = [
 ]
 
 Dispatch = tuple[UUID, str, str]  # (row id, dispatch token, job type)
+
+
+class Claim(NamedTuple):
+    """A row the reconciler claimed: already ``queued`` under ``token``; ``previous_status``
+    is what a failed push restores."""
+
+    id: UUID
+    token: str
+    job_type: str
+    previous_status: str
+
 
 _ACTIVE = "('pending', 'queued', 'running', 'retrying')"
 
@@ -118,20 +131,34 @@ WHERE id = $1 AND status IN ('failed', 'cancelled')
 RETURNING {JOB_COLUMNS}
 """
 
-# Reconciler: due pending/retrying rows that nobody is dispatching, claimed in one statement.
-# A pending row with a token is being dispatched by its enqueuer; it is taken over only
-# after the grace period (the enqueuer crashed between the two writes).
+# Reconciler: due pending/retrying rows that nobody is dispatching, claimed and marked
+# `queued` in one statement (one row version instead of two: at scale the second update cost
+# as much as the claim). A pending row with a token is being dispatched by its enqueuer; it is
+# taken over only after the grace period (the enqueuer crashed between the two writes). A
+# claimer that dies before its push leaves `queued` rows arq does not hold: the lost-row walk
+# returns them to `pending` after the grace period. The previous status comes back so that a
+# failed push can restore it (RELEASE_CLAIMS).
 CLAIM_DUE = """
-UPDATE job_queue SET dispatch_token = CAST(gen_random_uuid() AS TEXT), updated_at = $1
-WHERE id IN (
-    SELECT id FROM job_queue
+UPDATE job_queue AS j SET status = 'queued', dispatch_token = CAST(gen_random_uuid() AS TEXT),
+                          updated_at = $1
+FROM (
+    SELECT id, status FROM job_queue
     WHERE status IN ('pending', 'retrying') AND run_after <= $1
       AND (dispatch_token IS NULL OR updated_at <= $2)
     ORDER BY run_after
     LIMIT $3
     FOR UPDATE SKIP LOCKED
-)
-RETURNING id, dispatch_token, job_type
+) AS due
+WHERE j.id = due.id
+RETURNING j.id, j.dispatch_token, j.job_type, due.status AS previous_status
+"""
+
+# The push of claimed rows to Redis failed: back to the status they had, token forgotten, so
+# the next pass claims them again (only while still queued under that token).
+RELEASE_CLAIMS = """
+UPDATE job_queue AS j SET status = v.previous, dispatch_token = NULL
+FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[]) AS v(id, token, previous)
+WHERE j.id = v.id AND j.dispatch_token = v.token AND j.status = 'queued'
 """
 
 # Reconciler: running rows whose lease expired by the database's clock (the owner stopped
@@ -359,9 +386,20 @@ async def retry_job(
 
 async def claim_due(
     conn: asyncpg.Connection, *, now: datetime, taken_before: datetime, limit: int
-) -> list[Dispatch]:
+) -> list[Claim]:
+    """Due rows nobody dispatches, now ``queued`` under a fresh token each (see CLAIM_DUE)."""
     rows = await conn.fetch(CLAIM_DUE, now, taken_before, limit)
-    return [(r["id"], r["dispatch_token"], r["job_type"]) for r in rows]
+    return [Claim(r["id"], r["dispatch_token"], r["job_type"], r["previous_status"]) for r in rows]
+
+
+async def release_claims(conn: asyncpg.Connection, claims: Sequence[Claim]) -> None:
+    if claims:
+        await conn.execute(
+            RELEASE_CLAIMS,
+            [c.id for c in claims],
+            [c.token for c in claims],
+            [c.previous_status for c in claims],
+        )
 
 
 async def claim_expired(
