@@ -110,6 +110,7 @@ def create_app(settings: ApiSettings, *, registry: JobRegistry | None = None) ->
             metrics,
             queue_size=settings.ws_queue_size,
             max_clients=settings.ws_max_clients,
+            ping_interval=settings.ws_ping_interval,
         )
         app.state.resources = Resources(
             settings=settings,

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from cesar_api.database import read, write
 from cesar_api.deps import DbDep, MetricsDep, ReadKey, RedisDep, SettingsDep, WriteKey
 from cesar_api.errors import ApiError, InvalidInput
-from cesar_api.event_hub import EventClient, event_message
+from cesar_api.event_hub import PING, EventClient, event_message
 from cesar_api.pagination import Page, decode_cursor, next_cursor
 from cesar_api.repositories import agents as agents_repo
 from cesar_api.repositories import events as repo
@@ -336,14 +336,15 @@ def _stored_by(text: str, horizon: Position) -> bool:
     return position <= horizon
 
 
-async def _sender(ws: WebSocket, client: EventClient, had: _Replayed, ping: float) -> None:
+async def _sender(ws: WebSocket, client: EventClient, had: _Replayed) -> None:
+    clock = asyncio.get_running_loop().time
     while True:
-        try:
-            async with asyncio.timeout(ping):
-                event_id, text = await client.queue.get()
-        except TimeoutError:
+        item = await client.queue.get()
+        client.last_sent = clock()
+        if item is PING:  # idle for a ping interval (the hub's one timer decides)
             await ws.send_text(_text("ping", ts=datetime.now(UTC).isoformat()))
             continue
+        event_id, text = item
         if event_id in had.ids:
             had.ids.discard(event_id)  # already sent by the replay
             continue
@@ -467,7 +468,7 @@ async def _stream(
                 return
             had = replayed
         tasks = [
-            asyncio.create_task(_sender(ws, client, had, settings.ws_ping_interval)),
+            asyncio.create_task(_sender(ws, client, had)),
             asyncio.create_task(_receiver(ws)),
             asyncio.create_task(client.disconnect.wait()),  # type: ignore[arg-type]
         ]
