@@ -227,12 +227,14 @@ async def test_an_idle_client_is_pinged(
 ) -> None:
     """One timer pings every idle client (not one timer per message): a client that received
     nothing for a ping interval gets a ping within about one and a half intervals."""
-    async with serve(create_app(make_settings(ws_ping_interval=0.4))) as server:
-        async with connect(f"{server.ws_url}/api/v1/events/stream") as ws:
-            assert json.loads(await ws.recv())["type"] == "hello"
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            ping = await next_of(ws, "ping", timeout=5)
-            assert ping["ts"]
-            assert 0.3 <= loop.time() - started <= 2.0
-            await next_of(ws, "ping", timeout=2)  # and again while it stays idle
+    async with (
+        serve(create_app(make_settings(ws_ping_interval=0.4))) as server,
+        connect(f"{server.ws_url}/api/v1/events/stream") as ws,
+    ):
+        assert json.loads(await ws.recv())["type"] == "hello"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ping = await next_of(ws, "ping", timeout=5)
+        assert ping["ts"]
+        assert 0.3 <= loop.time() - started <= 2.0
+        await next_of(ws, "ping", timeout=2)  # and again while it stays idle
