@@ -31,38 +31,45 @@ async def seed_jobs(db: Database, payloads: list[dict[str, Any]]) -> None:
             await conn.execute(INSERT_JOB, json.dumps(payload), float(age))
 
 
+async def get_while_jobs_locked(
+    client: httpx.AsyncClient, database_url: str, path: str
+) -> httpx.Response:
+    """GET ``path`` while another session holds job_queue's lock, as a scan of a huge table
+    would hold the API up. Without a statement timeout the request waits 60 s."""
+    blocker = await asyncpg.connect(database_url)
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("LOCK TABLE job_queue IN ACCESS EXCLUSIVE MODE")
+        try:
+            async with asyncio.timeout(20):
+                return await client.get(path)
+        finally:
+            await locked.rollback()
+    finally:
+        await blocker.close()
+
+
 async def test_a_query_past_the_statement_timeout_is_a_clear_503(
     make_settings: Callable[..., ApiSettings], redis: RedisClient, database_url: str
 ) -> None:
     app = create_app(make_settings(statement_timeout_ms=300))
-    blocker = await asyncpg.connect(database_url)
-    try:
-        async with client_for(app) as client:
-            # a lock held elsewhere makes the listing wait, as a scan of a huge table would
-            locked = blocker.transaction()
-            await locked.start()
-            await blocker.execute("LOCK TABLE job_queue IN ACCESS EXCLUSIVE MODE")
-            try:
-                async with asyncio.timeout(20):  # without a statement timeout: waits 60 s
-                    response = await client.get("/api/v1/jobs")
-            finally:
-                await locked.rollback()
-            assert response.status_code == 503
-            error = response.json()["error"]
-            assert error["code"] == "query_timeout"
-            assert "statement timeout" in error["message"]
-            assert response.headers["Retry-After"]
-            # the timeout is every pooled session's default, not something a request sets:
-            # a transaction's SET LOCAL falls back to it, nothing a request does outlives it
-            pool: Database = app.state.resources.db()
-            async with pool.connection() as conn:
-                assert await conn.fetchval("SHOW statement_timeout") == "300ms"
-                async with conn.transaction():
-                    await conn.execute("SET LOCAL statement_timeout = '2s'")
-                assert await conn.fetchval("SHOW statement_timeout") == "300ms"
-            assert (await client.get("/api/v1/jobs")).status_code == 200
-    finally:
-        await blocker.close()
+    async with client_for(app) as client:
+        response = await get_while_jobs_locked(client, database_url, "/api/v1/jobs")
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "query_timeout"
+        assert "statement timeout" in error["message"]
+        assert response.headers["Retry-After"]
+        # the timeout is every pooled session's default, not something a request sets:
+        # a transaction's SET LOCAL falls back to it, nothing a request does outlives it
+        pool: Database = app.state.resources.db()
+        async with pool.connection() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "300ms"
+            async with conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = '2s'")
+            assert await conn.fetchval("SHOW statement_timeout") == "300ms"
+        assert (await client.get("/api/v1/jobs")).status_code == 200
 
 
 async def test_the_timeout_bounds_job_queue_statements_too(
@@ -71,22 +78,11 @@ async def test_the_timeout_bounds_job_queue_statements_too(
     """Not only the listing's reads: the job queue's own statements (``GET /jobs/{id}``) run
     on the same pool and are cut off the same way."""
     app = create_app(make_settings(statement_timeout_ms=300))
-    blocker = await asyncpg.connect(database_url)
-    try:
-        async with client_for(app) as client:
-            locked = blocker.transaction()
-            await locked.start()
-            await blocker.execute("LOCK TABLE job_queue IN ACCESS EXCLUSIVE MODE")
-            try:
-                async with asyncio.timeout(20):
-                    response = await client.get(f"/api/v1/jobs/{uuid.uuid4()}")
-            finally:
-                await locked.rollback()
-            assert response.status_code == 503
-            assert response.json()["error"]["code"] == "query_timeout"
-            assert (await client.get(f"/api/v1/jobs/{uuid.uuid4()}")).status_code == 404
-    finally:
-        await blocker.close()
+    async with client_for(app) as client:
+        response = await get_while_jobs_locked(client, database_url, f"/api/v1/jobs/{uuid.uuid4()}")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "query_timeout"
+        assert (await client.get(f"/api/v1/jobs/{uuid.uuid4()}")).status_code == 404
 
 
 async def test_payload_search_needs_an_api_key(

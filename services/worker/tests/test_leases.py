@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -289,6 +290,25 @@ async def test_a_delivery_arq_started_but_nobody_claimed_is_dispatched_again(
 # -- 5/6. the reconciler is a loop of its own; job tasks outlive arq ------------------------
 
 
+@contextlib.asynccontextmanager
+async def runtime_on(
+    server: RedisServer, config: WorkerConfig, db: Database, registry: JobRegistry, *, loops: bool
+) -> AsyncIterator[WorkerRuntime]:
+    """A worker runtime on a Redis server of the test's own (to stop and start at will)."""
+    from cesar_core.redis import create_redis
+
+    cfg = config.model_copy(update={"redis_url": config.redis_url.__class__(server.url)})
+    redis = create_redis(server.url)
+    rt = WorkerRuntime(cfg, db, redis, registry, rand=lambda: 0.5)
+    await rt.start(serve_metrics=False, loops=loops)
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
 async def test_the_reconciler_runs_while_redis_is_down(
     db: Database,
     registry: JobRegistry,
@@ -298,13 +318,7 @@ async def test_the_reconciler_runs_while_redis_is_down(
 ) -> None:
     """Before: the reconciler was an arq cron job: behind a backlog it waited for a slot, and
     while Redis was down it did not run at all."""
-    from cesar_core.redis import create_redis
-
-    cfg = config.model_copy(update={"redis_url": config.redis_url.__class__(own_redis.url)})
-    redis = create_redis(own_redis.url)
-    rt = WorkerRuntime(cfg, db, redis, registry, rand=lambda: 0.5)
-    await rt.start(serve_metrics=False, loops=True)
-    try:
+    async with runtime_on(own_redis, config, db, registry, loops=True) as rt:
         gate("down")
         job = await rt.queue.enqueue("test.gate", {"gate": "down"}, max_attempts=1)
         async with db.connection() as conn:  # a dead worker's attempt: running, lease expired
@@ -317,10 +331,6 @@ async def test_the_reconciler_runs_while_redis_is_down(
         await expire_leases(db)
         row = await until(rt, job.id, JobStatus.FAILED)
         assert row.last_error is not None and "worker dead stopped renewing" in row.last_error
-    finally:
-        await rt.stop()
-        with contextlib.suppress(Exception):
-            await redis.aclose()
 
 
 async def test_a_push_redis_refuses_gives_claimed_rows_their_status_back(
@@ -334,13 +344,7 @@ async def test_a_push_redis_refuses_gives_claimed_rows_their_status_back(
     Redis then refuses the push, a ``retrying`` row must come back ``retrying`` with no token
     (not ``queued`` with nothing in arq, not relabelled ``pending``) and go out on the next
     pass."""
-    from cesar_core.redis import create_redis
-
-    cfg = config.model_copy(update={"redis_url": config.redis_url.__class__(own_redis.url)})
-    redis = create_redis(own_redis.url)
-    rt = WorkerRuntime(cfg, db, redis, registry, rand=lambda: 0.5)
-    await rt.start(serve_metrics=False, loops=False)
-    try:
+    async with runtime_on(own_redis, config, db, registry, loops=False) as rt:
         async with db.connection() as conn:
             row_id = await conn.fetchval(
                 "INSERT INTO job_queue (job_type, payload, status, attempts, run_after) "
@@ -356,13 +360,9 @@ async def test_a_push_redis_refuses_gives_claimed_rows_their_status_back(
         assert (await rt.reconciler.run_once()).dispatched == 1
         sent = await rt.queue.get(row_id)
         assert sent.status == JobStatus.QUEUED and sent.dispatch_token is not None
-        assert await arq_states(redis, rt.queue.queue_name, [(row_id, sent.dispatch_token)]) == [
+        assert await arq_states(rt.redis, rt.queue.queue_name, [(row_id, sent.dispatch_token)]) == [
             "queued"
         ]
-    finally:
-        await rt.stop()
-        with contextlib.suppress(Exception):
-            await redis.aclose()
 
 
 async def test_a_delivery_cancelled_while_claiming_still_runs(runtime: WorkerRuntime) -> None:
