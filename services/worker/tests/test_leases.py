@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -309,43 +310,50 @@ async def runtime_on(
             await redis.aclose()
 
 
-async def test_the_reconciler_runs_while_redis_is_down(
+OwnRuntime = Callable[..., contextlib.AbstractAsyncContextManager[WorkerRuntime]]
+
+
+@pytest.fixture
+def own_runtime(
     db: Database,
     registry: JobRegistry,
     config: WorkerConfig,
     own_redis: RedisServer,
     arq_cleanup: None,
+) -> OwnRuntime:
+    """``own_runtime(loops=...)``: a worker runtime on the test's own Redis server."""
+    return functools.partial(runtime_on, own_redis, config, db, registry)
+
+
+async def test_the_reconciler_runs_while_redis_is_down(
+    own_redis: RedisServer, own_runtime: OwnRuntime
 ) -> None:
     """Before: the reconciler was an arq cron job: behind a backlog it waited for a slot, and
     while Redis was down it did not run at all."""
-    async with runtime_on(own_redis, config, db, registry, loops=True) as rt:
+    async with own_runtime(loops=True) as rt:
         gate("down")
         job = await rt.queue.enqueue("test.gate", {"gate": "down"}, max_attempts=1)
-        async with db.connection() as conn:  # a dead worker's attempt: running, lease expired
+        async with rt.db.connection() as conn:  # a dead worker's attempt: running, lease expired
             await conn.execute(
                 "UPDATE job_queue SET status = 'running', attempts = 1, worker_id = 'dead',"
                 " dispatch_token = 'dead-token', lease_expires_at = now() WHERE id = $1",
                 job.id,
             )
         own_redis.stop()
-        await expire_leases(db)
+        await expire_leases(rt.db)
         row = await until(rt, job.id, JobStatus.FAILED)
         assert row.last_error is not None and "worker dead stopped renewing" in row.last_error
 
 
 async def test_a_push_redis_refuses_gives_claimed_rows_their_status_back(
-    db: Database,
-    registry: JobRegistry,
-    config: WorkerConfig,
-    own_redis: RedisServer,
-    arq_cleanup: None,
+    own_redis: RedisServer, own_runtime: OwnRuntime
 ) -> None:
     """The claim marks rows ``queued`` in the same statement (one row version, not two); when
     Redis then refuses the push, a ``retrying`` row must come back ``retrying`` with no token
     (not ``queued`` with nothing in arq, not relabelled ``pending``) and go out on the next
     pass."""
-    async with runtime_on(own_redis, config, db, registry, loops=False) as rt:
-        async with db.connection() as conn:
+    async with own_runtime(loops=False) as rt:
+        async with rt.db.connection() as conn:
             row_id = await conn.fetchval(
                 "INSERT INTO job_queue (job_type, payload, status, attempts, run_after) "
                 "VALUES ('test.gate', '{\"gate\": \"back\"}', 'retrying', 1, "

@@ -37,7 +37,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-_READ_ATTEMPTS = 4
 
 
 class DatabaseHolder:

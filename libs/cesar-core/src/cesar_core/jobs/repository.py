@@ -54,7 +54,6 @@ class Claim(NamedTuple):
 
     id: UUID
     token: str
-    job_type: str
     previous_status: str
 
 
@@ -150,7 +149,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS due
 WHERE j.id = due.id
-RETURNING j.id, j.dispatch_token, j.job_type, due.status AS previous_status
+RETURNING j.id, j.dispatch_token, due.status AS previous_status
 """
 
 # The push of claimed rows to Redis failed: back to the status they had, token forgotten, so
@@ -392,7 +391,7 @@ async def claim_due(
 ) -> list[Claim]:
     """Due rows nobody dispatches, now ``queued`` under a fresh token each (see CLAIM_DUE)."""
     rows = await conn.fetch(CLAIM_DUE, now, taken_before, limit)
-    return [Claim(r["id"], r["dispatch_token"], r["job_type"], r["previous_status"]) for r in rows]
+    return [Claim(r["id"], r["dispatch_token"], r["previous_status"]) for r in rows]
 
 
 async def release_claims(conn: asyncpg.Connection, claims: Sequence[Claim]) -> None:
